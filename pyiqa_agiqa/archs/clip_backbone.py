@@ -1,0 +1,190 @@
+"""The one place where the plugin builds CLIP backbones (open_clip), tokenises text and
+normalises images. Every architecture of the plugin goes through :class:`CLIPBackbone`.
+
+Weights (argument ``weights``):
+
+- an open_clip pretrained tag, e.g. ``'openai'`` (the default of every method): taken from
+  the Hugging Face cache if it is there, otherwise downloaded by open_clip. Offline with no
+  cached copy this fails at once with :class:`WeightsUnavailableError`, which says how to
+  supply a local file;
+- a path to a local checkpoint file (``open_clip_pytorch_model.bin``, an OpenAI ``.pt`` or
+  any state dict open_clip can load);
+- ``None`` / ``False``: random initialisation, no file is read and nothing is downloaded.
+
+Networks of the plugin take images in [0, 1]; :meth:`CLIPBackbone.normalize` applies the
+CLIP mean / std. Model configs shipped with the plugin (``model_configs/*.json``, e.g. the
+tiny ``AGIQA-Tiny-ViT`` used by the tests and the demo) are registered with open_clip here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import open_clip
+import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from open_clip.pretrained import get_pretrained_cfg
+from torch import nn
+
+_PLUGIN_CONFIG_DIR = Path(__file__).resolve().parent / 'model_configs'
+_configs_registered = False
+
+WeightsSpec = Union[str, os.PathLike, None, bool]
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Raised when CLIP weights named by a tag are neither cached nor downloadable."""
+
+
+def register_plugin_model_configs() -> None:
+    """Make open_clip aware of the configs in ``pyiqa_agiqa/archs/model_configs`` (once)."""
+    global _configs_registered
+    if not _configs_registered:
+        open_clip.add_model_config(_PLUGIN_CONFIG_DIR)
+        _configs_registered = True
+
+
+def _hub_reachable(host: str = 'huggingface.co', timeout: float = 5.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached_tag_file(model_name: str, tag: str, cache_dir: Optional[str]) -> Optional[str]:
+    """Local path of the weights of ``tag`` if the HF hub cache already holds them."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hub = get_pretrained_cfg(model_name, tag).get('hf_hub', '')
+    if not hub:
+        return None
+    repo_id, filename = os.path.split(hub)
+    for name in ([filename] if filename else ['open_clip_pytorch_model.bin', 'open_clip_model.safetensors']):
+        found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def resolve_weights(model_name: str, weights: WeightsSpec, cache_dir: Optional[str] = None) -> Optional[str]:
+    """Turn ``weights`` into what ``open_clip.create_model(pretrained=...)`` takes.
+
+    Returns None for random initialisation, a file path, or a tag that open_clip will
+    download. Raises FileNotFoundError / ValueError / WeightsUnavailableError with a message
+    that names the model, the value and the way out.
+    """
+    if weights is None or weights is False:
+        return None
+    if weights is True:
+        raise ValueError("weights=True is ambiguous: give an open_clip tag such as 'openai', a file path, or None")
+    weights = os.fspath(weights)
+    if os.path.isfile(weights):
+        return weights
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if weights not in tags:
+        if os.sep in weights or weights.endswith(('.pt', '.pth', '.bin', '.safetensors')):
+            raise FileNotFoundError(f"CLIP weights file not found: '{weights}'")
+        raise ValueError(
+            f"'{weights}' is neither a weights file nor a pretrained tag of open_clip model "
+            f"'{model_name}' (its tags: {tags or 'none'})"
+        )
+    cached = _cached_tag_file(model_name, weights, cache_dir)
+    if cached:
+        return cached
+    offline = os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes')
+    if offline or not _hub_reachable():
+        raise WeightsUnavailableError(
+            f"CLIP weights '{model_name}' / '{weights}' are not in the local cache and the "
+            "Hugging Face hub cannot be reached. Either run once online (open_clip caches them), "
+            "or download the checkpoint elsewhere and pass its path, e.g. "
+            "create_metric(..., clip_pretrained='/path/to/open_clip_pytorch_model.bin') "
+            "(option `clip_pretrained` in a network config), or use pretrained=False for random "
+            "weights."
+        )
+    return weights
+
+
+def create_clip(model_name: str, weights: WeightsSpec = 'openai', cache_dir: Optional[str] = None) -> nn.Module:
+    """Build an open_clip CLIP model (both towers) on the CPU, in float32."""
+    register_plugin_model_configs()
+    if model_name not in open_clip.list_models():
+        raise ValueError(f"Unknown open_clip model '{model_name}'. Known models include: "
+                         f"{', '.join(m for m in open_clip.list_models() if 'ViT-B' in m or 'AGIQA' in m)}")
+    pretrained = resolve_weights(model_name, weights, cache_dir)
+    # open_clip logs a root-logger warning for random init, which is what was asked for here
+    quiet = _logging_disabled(logging.WARNING) if pretrained is None else contextlib.nullcontext()
+    with warnings.catch_warnings(), quiet:
+        warnings.filterwarnings('ignore', message='QuickGELU mismatch')
+        return open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
+
+
+@contextlib.contextmanager
+def _logging_disabled(level: int):
+    previous = logging.root.manager.disable
+    logging.disable(level)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+class CLIPBackbone(nn.Module):
+    """An open_clip model with its tokenizer and CLIP normalisation.
+
+    Args:
+        model_name: open_clip model name, e.g. ``'ViT-B-32-quickgelu'``.
+        weights: tag, checkpoint path or None (random); see the module docstring.
+        cache_dir: download / cache folder handed to open_clip.
+
+    Attributes:
+        model: the open_clip ``CLIP`` module (``visual``, ``transformer``, ``logit_scale``...).
+        image_size: side of the square input of the vision tower (e.g. 224).
+        embed_dim: width of the joint embedding (e.g. 512).
+        context_length: number of text tokens (77 for CLIP); longer texts are truncated.
+    """
+
+    def __init__(self, model_name: str = 'ViT-B-32-quickgelu', weights: WeightsSpec = 'openai',
+                 cache_dir: Optional[str] = None):
+        super().__init__()
+        self.model_name = model_name
+        self.model = create_clip(model_name, weights, cache_dir)
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.context_length = int(self.tokenizer.context_length)
+        size = self.model.visual.image_size
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.embed_dim = int(self.model.text_projection.shape[1])
+        self.register_buffer('mean', torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1), persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., C, H, W) in [0, 1] -> CLIP-normalised (..., 3, H, W); grey (C=1) is repeated."""
+        if x.shape[-3] == 1:
+            x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+        return (x - self.mean) / self.std
+
+    def count_tokens(self, texts: Sequence[str]) -> list:
+        """Number of BPE tokens of each text, start and end tokens included."""
+        return [len(self.tokenizer.encode(t)) + 2 for t in texts]
+
+    def tokenize(self, texts: Sequence[str]) -> torch.LongTensor:
+        """(N,) texts -> (N, context_length) token ids on the model's device (truncated)."""
+        return self.tokenizer(list(texts)).to(self.mean.device)
+
+    def encode_image(self, x: torch.Tensor, normalize_input: bool = True) -> torch.Tensor:
+        """(N, 3, S, S) images in [0, 1] -> (N, embed_dim) unnormalised embeddings."""
+        return self.model.encode_image(self.normalize(x) if normalize_input else x)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N,) texts -> (N, embed_dim) unnormalised embeddings."""
+        return self.model.encode_text(self.tokenize(texts))
+
+    def logit_scale(self) -> torch.Tensor:
+        """exp(logit_scale): 100 for OpenAI weights, about 14.3 at random initialisation."""
+        return self.model.logit_scale.exp()

@@ -1,0 +1,185 @@
+"""Prompt-aware dataset for AI-generated images, registered in pyiqa's DATASET_REGISTRY.
+
+Meta-info format (one row per image; the package's converters write it):
+``name`` (image path relative to ``dataroot_target``), ``mos_quality``, ``prompt``, other
+label columns ``mos_*`` (``mos_authenticity``, ``mos_correspondence``), ``std_*``,
+``generator``, ``group`` and split columns ``{scheme}_split_{NN}`` holding
+``train`` / ``val`` / ``test``.
+
+Options (a dataset block of a pyiqa option file):
+    type: AGIQADataset
+    name: any name (shown in logs and result tables)
+    meta_info_file: path of a meta-info CSV, or the name of a bundled one (``agiqa3k``)
+    dataroot_target: image folder
+    split_index: int N -> column ``{split_scheme}_split_{N:02d}``, or a column name;
+        absent -> all rows. pyiqa's multi-split runner sets it to 1..split_num.
+    split_scheme: prefix used with an int split_index (default ``default``)
+    mos_columns: label columns returned, in this order (default: every ``mos_*`` column)
+    mos_divisor: labels are divided by it (1 = raw scale; e.g. 20 for AIGCIQA2023 in IPCE)
+    augment: pyiqa augmentations (random_crop, resize, hflip, ...); unknown keys are errors
+    views: multi-view cutting, e.g. ``{type: IPCEViews, min_side: 512}``; random views for
+        the train phase, fixed views otherwise
+    check_images: verify before training that every image of the split exists and has a
+        readable header (default true); all problems are reported at once
+    plus pyiqa's loader keys (batch_size_per_gpu, num_worker_per_gpu, use_shuffle, ...).
+
+Each item: ``img`` (3, H, W) in [0, 1], or (V, 3, P, P) with ``views``; ``mos_label``
+(D,) float; ``labels`` {column: float tensor}; ``prompt`` str; ``img_path`` str;
+``generator`` str when the meta-info has it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torchvision.transforms as T
+
+from pyiqa.data.base_iqa_dataset import BaseIQADataset
+from pyiqa.data.transforms import PairedToTensor, transform_mapping
+from pyiqa.utils.registry import DATASET_REGISTRY
+
+from ..archs.ipce_arch import IPCEViews
+from .image_io import load_rgb, probe_image
+from .metadata import read_meta_info
+
+BUNDLED_META_INFO_DIR = Path(__file__).resolve().parent / 'meta_info'
+PYIQA_AUGMENT_KEYS = ('random_crop', 'center_crop', 'resize', 'adaptive_resize', 'random_square_resize',
+                      'random_arp_resize', 'ada_pad', 'rot90', 'randomerase', 'hflip', 'vflip', 'totensor')
+VIEW_TYPES = {'IPCEViews': IPCEViews}
+OPTION_KEYS = {
+    # this dataset
+    'type', 'name', 'meta_info_file', 'dataroot_target', 'split_index', 'split_scheme', 'mos_columns',
+    'mos_divisor', 'augment', 'views', 'check_images', 'phase', 'override_phase',
+    # pyiqa's loaders and option parser
+    'batch_size_per_gpu', 'num_worker_per_gpu', 'use_shuffle', 'pin_memory', 'persistent_workers',
+    'prefetch_mode', 'num_prefetch_queue', 'dataset_enlarge_ratio', 'scale',
+}
+
+
+class DatasetOptionError(ValueError):
+    """A dataset option is unknown or has a wrong value."""
+
+
+def bundled_meta_info() -> dict:
+    """{name: path} of the meta-info CSVs shipped with the package."""
+    return {p.stem: p for p in sorted(BUNDLED_META_INFO_DIR.glob('*.csv'))}
+
+
+def resolve_meta_info_file(value: str) -> Path:
+    """A meta-info path, or the path of the bundled meta-info of that name."""
+    if value is None:
+        raise DatasetOptionError('option meta_info_file is required (a CSV path or a bundled name)')
+    path = Path(os.path.expanduser(str(value)))
+    if path.is_file():
+        return path
+    bundled = bundled_meta_info()
+    if str(value) in bundled:
+        return bundled[str(value)]
+    raise FileNotFoundError(f"meta_info_file '{value}' is neither an existing file nor a bundled meta-info "
+                            f"(bundled: {', '.join(bundled) or 'none'})")
+
+
+@DATASET_REGISTRY.register()
+class AGIQADataset(BaseIQADataset):
+    """Images with their prompt and every label dimension of an AGIQA dataset."""
+
+    def __init__(self, opt):
+        unknown = sorted(set(opt) - OPTION_KEYS)
+        if unknown:
+            raise DatasetOptionError(f"dataset '{opt.get('name')}': unknown option(s) {unknown}; "
+                                     f'known options: {sorted(OPTION_KEYS)}')
+        super().__init__(opt)
+        if not self.paths_mos:
+            raise DatasetOptionError(f"dataset '{opt.get('name')}': no rows for phase '{self.phase}' "
+                                     f"in split '{self.split_name}' of {self.meta_info_path}")
+        if opt.get('check_images', True):
+            self.check_images()
+
+    # ----- pyiqa's construction steps (called in this order by BaseIQADataset) -----
+    def init_path_mos(self, opt):
+        self.meta_info_path = resolve_meta_info_file(opt.get('meta_info_file'))
+        self.meta_info = read_meta_info(self.meta_info_path)
+        mos_columns = opt.get('mos_columns') or [c for c in self.meta_info.columns if c.startswith('mos_')]
+        missing = [c for c in mos_columns if c not in self.meta_info.columns]
+        if missing:
+            raise DatasetOptionError(f'mos_columns {missing} not in {self.meta_info_path}; '
+                                     f'label columns there: {[c for c in self.meta_info.columns if c.startswith("mos_")]}')
+        self.mos_columns = list(mos_columns)
+        if opt.get('dataroot_target') is None:
+            raise DatasetOptionError(f"dataset '{opt.get('name')}': option dataroot_target (image folder) is required")
+        root = os.path.expanduser(opt['dataroot_target'])
+        has_generator = 'generator' in self.meta_info.columns
+        self.paths_mos = [
+            dict(row=i, img_path=os.path.join(root, str(r['name'])), prompt=str(r['prompt']),
+                 labels=[float(r[c]) for c in self.mos_columns],
+                 generator=str(r['generator']) if has_generator else None)
+            for i, r in enumerate(self.meta_info.to_dict('records'))
+        ]
+
+    def mos_normalize(self, opt):
+        divisor = float(opt.get('mos_divisor', 1.0))
+        if divisor <= 0:
+            raise DatasetOptionError(f'mos_divisor must be > 0, got {divisor}')
+        for item in self.paths_mos:
+            item['labels'] = [v / divisor for v in item['labels']]
+
+    def get_split(self, opt):
+        index = opt.get('split_index')
+        self.split_name = 'all rows'
+        if index is None:
+            return
+        columns = [c for c in self.meta_info.columns if '_split_' in c]
+        if isinstance(index, bool) or not isinstance(index, (int, str)):
+            raise DatasetOptionError(f'split_index must be an int or a column name, got {index!r}')
+        name = f"{opt.get('split_scheme', 'default')}_split_{index:02d}" if isinstance(index, int) else index
+        if name not in columns:
+            raise DatasetOptionError(f"split '{name}' is not a column of {self.meta_info_path}; "
+                                     f'split columns there: {columns}')
+        self.split_name = name
+        parts = self.meta_info[name].astype(str).str.strip().tolist()
+        self.paths_mos = [item for item in self.paths_mos if parts[item['row']] == self.phase]
+
+    def get_transforms(self, opt):
+        augment = opt.get('augment') or {}
+        unknown = sorted(set(augment) - set(PYIQA_AUGMENT_KEYS))
+        if unknown:
+            raise DatasetOptionError(f'unknown augment key(s) {unknown}; pyiqa knows {list(PYIQA_AUGMENT_KEYS)}')
+        transforms = [t for k, v in augment.items() if k != 'totensor' for t in transform_mapping(k, v)]
+        self.trans = T.Compose(transforms + [PairedToTensor()])
+        self.views = None
+        if opt.get('views'):
+            view_opt = dict(opt['views'])
+            view_type = view_opt.pop('type', None)
+            if view_type not in VIEW_TYPES:
+                raise DatasetOptionError(f'views.type must be one of {list(VIEW_TYPES)}, got {view_type!r}')
+            self.views = VIEW_TYPES[view_type](**view_opt)
+
+    # ----- checks and items -----
+    def check_images(self):
+        """Raise FileNotFoundError listing every missing or unreadable image of this split."""
+        problems = [(item['row'], item['img_path'], reason) for item in self.paths_mos
+                    if (reason := probe_image(item['img_path']))]
+        if problems:
+            shown = '\n'.join(f'  row {row + 1}: {path}: {reason}' for row, path, reason in problems[:20])
+            more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
+            raise FileNotFoundError(
+                f"dataset '{self.opt.get('name')}': {len(problems)} of {len(self.paths_mos)} images of split "
+                f"'{self.split_name}' ({self.phase}) cannot be used (meta-info {self.meta_info_path}, "
+                f"rows counted from the first data row):\n{shown}{more}")
+
+    def __getitem__(self, index):
+        item = self.paths_mos[index]
+        img = load_rgb(item['img_path'])
+        if self.views is not None:
+            img = self.views.resize(img)
+        img = self.trans(img)
+        if self.views is not None:
+            img = self.views(img, train=self.phase == 'train')
+        labels = torch.tensor(item['labels'], dtype=torch.float32)
+        sample = {'img': img, 'mos_label': labels, 'labels': dict(zip(self.mos_columns, labels)),
+                  'prompt': item['prompt'], 'img_path': item['img_path']}
+        if item['generator'] is not None:
+            sample['generator'] = item['generator']
+        return sample

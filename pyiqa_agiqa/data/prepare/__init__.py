@@ -1,0 +1,1 @@
+"""Converters from official dataset releases to the package meta-info format."""

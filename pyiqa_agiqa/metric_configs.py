@@ -1,0 +1,43 @@
+"""The plugin's metric entries for ``pyiqa.create_metric`` / ``pyiqa.list_models``.
+
+pyiqa has no hook for outside metric configs: ``create_metric`` reads the dict object
+``pyiqa.default_model_configs.DEFAULT_CONFIGS``, so :func:`register_metric_configs` adds the
+entries to that same object, in place. ``import pyiqa_agiqa`` calls it; calling it again
+changes nothing. No model is built here.
+
+Naming: ``<method>`` is a method's main score; ``<method>_<output>`` another output of it;
+``_l14`` marks the ViT-L/14 variants. Every metric is text-conditioned:
+``metric(images, prompt=...)``.
+"""
+
+from collections import OrderedDict
+
+AGIQA_METRIC_CONFIGS = OrderedDict(
+    ipce=dict(
+        metric_opts=dict(type='IPCE', clip_model='ViT-B-32-quickgelu', clip_pretrained='openai', min_side=512),
+        metric_mode='NR',
+        lower_better=False,
+        score_range='0, 5',
+    ),
+    ipce_l14=dict(
+        metric_opts=dict(type='IPCE', clip_model='ViT-L-14-quickgelu', clip_pretrained='openai', min_side=768),
+        metric_mode='NR',
+        lower_better=False,
+        score_range='0, 5',
+    ),
+)
+
+
+def register_metric_configs() -> list:
+    """Add the plugin's entries to pyiqa's DEFAULT_CONFIGS in place; returns their names.
+
+    A name that pyiqa already defines with another config is an error, never overwritten.
+    """
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    for name, cfg in AGIQA_METRIC_CONFIGS.items():
+        existing = DEFAULT_CONFIGS.get(name)
+        if existing is not None and existing != cfg:
+            raise RuntimeError(f"pyiqa already defines a metric named '{name}'; pyiqa_agiqa will not replace it")
+        DEFAULT_CONFIGS[name] = cfg
+    return list(AGIQA_METRIC_CONFIGS)

@@ -1,0 +1,90 @@
+"""The command line: scoring files, folders and CSVs; errors; the demo and prepare commands."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pyiqa_agiqa.cli import main
+
+TINY_SET = ['--random-weights', '--set', 'clip_model=AGIQA-Tiny-ViT', '--set', 'min_side=64',
+            '--set', 'stride=8', '--device', 'cpu', '-q']
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    folder = tmp_path / 'imgs'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, size in enumerate([(64, 64), (64, 64), (80, 72)]):
+        Image.fromarray((rng.random((*size, 3)) * 255).astype(np.uint8)).save(folder / f'img{i}.png')
+    return folder
+
+
+def test_score_folder_to_csv(image_folder, tmp_path, capsys):
+    out = tmp_path / 'scores.csv'
+    assert main(['score', 'ipce', '-t', str(image_folder), '--prompt', 'a red circle', '-o', str(out)] + TINY_SET) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == ['image', 'prompt', 'ipce'] and len(table) == 3
+    assert table['ipce'].between(0, 5).all() and (table['prompt'] == 'a red circle').all()
+    with pytest.raises(SystemExit, match='exists; pass --overwrite'):
+        main(['score', 'ipce', '-t', str(image_folder), '--prompt', 'x', '-o', str(out)] + TINY_SET)
+
+
+def test_score_single_image_prints_and_matches_folder_score(image_folder, capsys):
+    main(['score', 'ipce', '-t', str(image_folder / 'img2.png'), '--prompt', 'a cat'] + TINY_SET)
+    path, score = capsys.readouterr().out.strip().split('\t')
+    assert path.endswith('img2.png') and 0 <= float(score) <= 5
+
+
+def test_score_csv_with_one_prompt_per_image(image_folder, tmp_path):
+    listing = tmp_path / 'list.csv'
+    pd.DataFrame({'image': ['imgs/img0.png', 'imgs/img1.png'], 'prompt': ['a cat', 'a dog']}).to_csv(listing, index=False)
+    out = tmp_path / 'csv_scores.csv'
+    main(['score', 'ipce', '--csv', str(listing), '-o', str(out)] + TINY_SET)
+    assert pd.read_csv(out)['prompt'].tolist() == ['a cat', 'a dog']
+
+
+def test_score_errors_are_clear(image_folder, tmp_path):
+    from pyiqa_agiqa.prompts import PromptError
+    from pyiqa_agiqa.scoring import ScoringInputError
+
+    with pytest.raises(PromptError, match='a prompt is required'):
+        main(['score', 'ipce', '-t', str(image_folder)] + TINY_SET)
+    (image_folder / 'broken.png').write_bytes(b'nope')
+    with pytest.raises(ScoringInputError, match='(?s)1 of 4 images cannot be scored.*broken.png'):
+        main(['score', 'ipce', '-t', str(image_folder), '--prompt', 'x'] + TINY_SET)
+    listing = tmp_path / 'bad.csv'
+    pd.DataFrame({'img': ['a.png'], 'prompt': ['x']}).to_csv(listing, index=False)
+    with pytest.raises(ScoringInputError, match="missing column\\(s\\) \\['image'\\]"):
+        main(['score', 'ipce', '--csv', str(listing)] + TINY_SET)
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(['pyiqa-agiqa', '--help'], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and 'score' in result.stdout and 'demo' in result.stdout
+
+
+def test_demo_command_runs_end_to_end(tmp_path):
+    result = subprocess.run([sys.executable, '-m', 'pyiqa_agiqa.cli', 'demo', '--workdir', str(tmp_path / 'demo'),
+                             '--epochs', '1', '--prompts', '20'], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'before training: SRCC' in result.stdout and 'after training : SRCC' in result.stdout
+    assert (tmp_path / 'demo' / 'experiments' / 'ipce_demo' / 'models' / 'net_best.pth').is_file()
+
+
+def test_prepare_agiqa3k_refuses_to_overwrite(tmp_path):
+    data = tmp_path / 'data.csv'
+    data.write_text('name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align\n'
+                    'a_normal_000.jpg,a cat,,,,1.5,0.2,2.0,0.3\n'
+                    'b_normal_000.jpg,a cat,,,,2.5,0.2,2.5,0.3\n'
+                    'a_normal_001.jpg,a dog,,,,3.5,0.2,3.0,0.3\n')
+    out = tmp_path / 'meta.csv'
+    assert main(['prepare', 'agiqa3k', '--data-csv', str(data), '-o', str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns[:4]) == ['name', 'mos_quality', 'prompt', 'mos_correspondence']
+    with pytest.raises(FileExistsError, match='overwrite'):
+        main(['prepare', 'agiqa3k', '--data-csv', str(data), '-o', str(out)])

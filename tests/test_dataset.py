@@ -1,0 +1,138 @@
+"""AGIQADataset and image reading: batches, splits, options, bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from pyiqa.data import build_dataset
+
+from pyiqa_agiqa.data.agiqa_dataset import DatasetOptionError, bundled_meta_info
+from pyiqa_agiqa.data.image_io import ImageReadError, load_rgb
+
+from conftest import dataset_opt
+
+
+def test_train_batches_carry_views_labels_and_prompts(demo_data):
+    dataset = build_dataset(dataset_opt(demo_data, 'train', augment={'hflip': True}))
+    batch = next(iter(DataLoader(dataset, batch_size=4)))
+    assert batch['img'].shape == (4, 9, 3, 32, 32)
+    assert 0 <= batch['img'].min() and batch['img'].max() <= 1
+    assert batch['mos_label'].shape == (4, 2)
+    assert set(batch['labels']) == {'mos_quality', 'mos_correspondence'}
+    assert torch.equal(batch['labels']['mos_correspondence'], batch['mos_label'][:, 1])
+    assert len(batch['prompt']) == 4 and all(p.startswith('a ') for p in batch['prompt'])
+    assert len(batch['img_path']) == 4 and len(batch['generator']) == 4
+
+
+def test_split_parts_are_disjoint_and_follow_the_column(demo_data):
+    csv, _ = demo_data
+    table = pd.read_csv(csv)
+    names = {}
+    for phase in ('train', 'val', 'test'):
+        dataset = build_dataset(dataset_opt(demo_data, phase))
+        names[phase] = {p.split('/')[-1] for p in (item['img_path'] for item in dataset.paths_mos)}
+        assert names[phase] == set(table.loc[table['demo_split_01'] == phase, 'name'])
+    assert not (names['train'] & names['test']) and not (names['val'] & names['test'])
+
+
+def test_test_views_are_fixed_and_labels_can_be_selected_and_scaled(demo_data):
+    dataset = build_dataset(dataset_opt(demo_data, 'test', mos_columns=['mos_quality'], mos_divisor=5))
+    a, b = dataset[0], dataset[0]
+    assert a['img'].shape == (16, 3, 32, 32) and torch.equal(a['img'], b['img'])
+    raw = pd.read_csv(demo_data[0]).set_index('name').loc[a['img_path'].split('/')[-1], 'mos_quality']
+    assert a['mos_label'].shape == (1,) and a['mos_label'].item() == pytest.approx(raw / 5)
+
+
+def test_without_views_items_are_whole_images(demo_data):
+    opt = dataset_opt(demo_data, 'test')
+    opt.pop('views')
+    item = build_dataset(opt)[0]
+    assert item['img'].shape == (3, 64, 64)
+
+
+def test_bundled_agiqa3k_meta_info_is_found():
+    assert 'agiqa3k' in bundled_meta_info()
+    table = pd.read_csv(bundled_meta_info()['agiqa3k'])
+    assert len(table) == 2982 and list(table.columns[:3]) == ['name', 'mos_quality', 'prompt']
+    assert {'ipcev_split_01', 'default_split_10', 'cianet_split_01'} <= set(table.columns)
+
+
+@pytest.mark.parametrize('extra, message', [
+    ({'augmnet': {'hflip': True}}, "unknown option\\(s\\) \\['augmnet'\\]"),
+    ({'augment': {'hflp': True}}, "unknown augment key\\(s\\) \\['hflp'\\]"),
+    ({'split_index': 7}, "split 'demo_split_07' is not a column"),
+    ({'mos_columns': ['mos_authenticity']}, "mos_columns \\['mos_authenticity'\\] not in"),
+    ({'views': {'type': 'Nope'}}, 'views.type must be one of'),
+    ({'mos_divisor': 0}, 'mos_divisor must be > 0'),
+])
+def test_option_errors_are_named(demo_data, extra, message):
+    with pytest.raises(DatasetOptionError, match=message):
+        build_dataset(dataset_opt(demo_data, 'train', **extra))
+
+
+def test_unknown_meta_info_file_lists_bundled():
+    with pytest.raises(FileNotFoundError, match='bundled: .*agiqa3k'):
+        build_dataset(dict(name='x', type='AGIQADataset', meta_info_file='agiqa9k', dataroot_target='.'))
+
+
+def test_missing_and_corrupt_images_are_reported_together(demo_data, tmp_path):
+    csv, images = demo_data
+    table = pd.read_csv(csv)
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for name in table['name']:
+        (folder / name).write_bytes((images / name).read_bytes())
+    test_rows = table.index[table['demo_split_01'] == 'test']
+    (folder / table.loc[test_rows[0], 'name']).unlink()
+    (folder / table.loc[test_rows[1], 'name']).write_bytes(b'not an image')
+    opt = dataset_opt((csv, folder), 'test')
+    with pytest.raises(FileNotFoundError) as info:
+        build_dataset(opt)
+    message = str(info.value)
+    assert '2 of' in message and 'missing' in message and 'unreadable' in message
+    assert f'row {test_rows[0] + 1}:' in message and table.loc[test_rows[1], 'name'] in message
+
+
+def test_malformed_meta_info_names_file_and_row(demo_data, tmp_path):
+    csv, images = demo_data
+    table = pd.read_csv(csv)
+    table.loc[4, 'prompt'] = ' '
+    bad = tmp_path / 'bad.csv'
+    table.to_csv(bad, index=False)
+    with pytest.raises(ValueError, match=r'(?s)bad\.csv.*row 5'):
+        build_dataset(dataset_opt((bad, images), 'train'))
+
+
+@pytest.mark.parametrize('mode', ['L', 'LA', 'RGBA', 'P', 'I;16', 'CMYK', '1'])
+def test_odd_image_modes_become_consistent_rgb(tmp_path, mode):
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray((rng.random((16, 20, 3)) * 255).astype(np.uint8))
+    if mode == 'I;16':
+        grey = np.asarray(rgb.convert('L'), dtype=np.uint16) * 257
+        img = Image.fromarray(grey)  # 16-bit grey, saved as a 16-bit PNG
+        expected = np.repeat(np.asarray(rgb.convert('L'))[..., None], 3, axis=2)
+    elif mode in ('RGBA', 'LA'):
+        img = rgb.convert(mode)
+        alpha = Image.new('L', img.size, 0)
+        img.putalpha(alpha)  # fully transparent: composited over white
+        expected = np.full((16, 20, 3), 255, np.uint8)
+    else:
+        img = rgb.convert(mode)
+        expected = np.asarray(img.convert('RGB'))
+    path = tmp_path / f"img_{mode.replace(';', '')}.{'tif' if mode == 'CMYK' else 'png'}"
+    img.save(path)
+    out = load_rgb(path)
+    assert out.mode == 'RGB' and out.size == (20, 16)
+    assert np.abs(np.asarray(out).astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_unreadable_images_raise_naming_the_file(tmp_path):
+    bad = tmp_path / 'broken.jpg'
+    bad.write_bytes(b'\xff\xd8\xff garbage')
+    with pytest.raises(ImageReadError, match='broken.jpg'):
+        load_rgb(bad)
+    with pytest.raises(ImageReadError, match='not found.*nothere.png'):
+        load_rgb(tmp_path / 'nothere.png')
