@@ -12,19 +12,24 @@ Naming: ``<method>`` is a method's main score; ``<method>_<output>`` another out
 
 from collections import OrderedDict
 
+def _entry(arch: str, score_range: str, **opts) -> dict:
+    return dict(metric_opts=dict(type=arch, **opts), metric_mode='NR', lower_better=False, score_range=score_range)
+
+
 AGIQA_METRIC_CONFIGS = OrderedDict(
-    ipce=dict(
-        metric_opts=dict(type='IPCE', clip_model='ViT-B-32-quickgelu', clip_pretrained='openai', min_side=512),
-        metric_mode='NR',
-        lower_better=False,
-        score_range='0, 5',
-    ),
-    ipce_l14=dict(
-        metric_opts=dict(type='IPCE', clip_model='ViT-L-14-quickgelu', clip_pretrained='openai', min_side=768),
-        metric_mode='NR',
-        lower_better=False,
-        score_range='0, 5',
-    ),
+    # IPCE: one score, the image-prompt correspondence read as quality, [0, 5]
+    ipce=_entry('IPCE', '0, 5', clip_model='ViT-B-32-quickgelu', clip_pretrained='openai', min_side=512),
+    ipce_l14=_entry('IPCE', '0, 5', clip_model='ViT-L-14-quickgelu', clip_pretrained='openai', min_side=768),
+    # CIA-Net: visual quality (raw MOS scale of its training data, >= 0), authenticity [1, 5],
+    # consistency 100 * cos(image, prompt) in [-100, 100]
+    cianet=_entry('CIANet', '0, 5', output='quality'),
+    cianet_authenticity=_entry('CIANet', '1, 5', output='authenticity'),
+    cianet_consistency=_entry('CIANet', '-100, 100', output='consistency'),
+    # CLIP-AGIQA: quality on the raw MOS scale of its training data (the prompt is accepted and unused)
+    clip_agiqa=_entry('CLIPAGIQA', '0, 5', output='quality'),
+    # DCMPL: quality = softmax(good, bad)[good] in [0, 1]; the auxiliary alignment score likewise
+    dcmpl=_entry('DCMPL', '0, 1', output='quality'),
+    dcmpl_alignment=_entry('DCMPL', '0, 1', output='alignment'),
 )
 
 

@@ -17,3 +17,7 @@ def register_datasets() -> None:
 
 def register_models() -> None:
     importlib.import_module('pyiqa_agiqa.models')
+
+
+def register_losses() -> None:
+    importlib.import_module('pyiqa_agiqa.losses')

@@ -11,7 +11,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize('group', ['pyiqa.archs', 'pyiqa.datasets', 'pyiqa.models'])
+@pytest.mark.parametrize('group', ['pyiqa.archs', 'pyiqa.datasets', 'pyiqa.models', 'pyiqa.losses'])
 def test_entry_points_declared(group):
     names = {ep.value for ep in entry_points().select(group=group)}
     assert any(v.startswith('pyiqa_agiqa.plugin:') for v in names), names
@@ -43,11 +43,12 @@ def test_import_adds_metrics_in_place_idempotent_and_quiet():
         "pyiqa_agiqa.register_metric_configs(); pyiqa_agiqa.register_metric_configs()\n"
         "from pyiqa.default_model_configs import DEFAULT_CONFIGS as again\n"
         "assert id(again) == before\n"
-        "print(len(DEFAULT_CONFIGS) - n, [m for m in pyiqa.list_models() if m.startswith('ipce')])\n"
+        "print(len(DEFAULT_CONFIGS) - n, *pyiqa.list_models(filter=list(pyiqa_agiqa.AGIQA_METRIC_CONFIGS)))\n"
     )
     result = run_python(code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "2 ['ipce', 'ipce_l14']"
+    assert result.stdout.split() == ['8', 'cianet', 'cianet_authenticity', 'cianet_consistency', 'clip_agiqa',
+                                     'dcmpl', 'dcmpl_alignment', 'ipce', 'ipce_l14']
     assert 'INFO' not in result.stderr and 'WARNING' not in result.stderr
 
 

@@ -133,3 +133,87 @@ def test_shipped_ipce_agiqa3k_options_run_on_synthetic_data(demo_data, tmp_path)
     opt['logger']['use_tb_logger'] = False
     results = run_training(['-opt', str(write(opt, tmp_path))], root_path=str(tmp_path))
     assert set(results) == {'agiqa3k_val', 'agiqa3k_test'}
+
+
+def staged_options(demo_data, name, stages, total_epoch):
+    opt = tiny_options(demo_data, name)
+    del opt['train']['optim'], opt['train']['scheduler']
+    opt['train'].update(stages=stages, total_epoch=total_epoch)
+    return opt
+
+
+@pytest.fixture
+def pyiqa_log():
+    """Messages of pyiqa's logger (its log file is set only by the first training of a process)."""
+    import logging
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    handler = Collect()
+    logging.getLogger('pyiqa').addHandler(handler)
+    yield handler.messages
+    logging.getLogger('pyiqa').removeHandler(handler)
+
+
+def test_stages_freeze_switch_and_reload_the_best_checkpoint(demo_data, tmp_path, pyiqa_log):
+    from pyiqa_agiqa.models.agiqa_model import AGIQAModel
+
+    seen = []
+    original = AGIQAModel._enter_stage
+
+    def spy(self, index):
+        original(self, index)
+        bare = self.get_bare_model(self.net)
+        seen.append(dict(trainable={n for n, p in bare.named_parameters() if p.requires_grad},
+                         lr=self.optimizer.param_groups[0]['lr'],
+                         net={k: v.detach().clone() for k, v in bare.named_parameters()},
+                         best={k: v.detach().clone() for k, v in self.net_best.named_parameters()}))
+
+    stages = [dict(name='frozen', epochs=2, freeze=['backbone.model.visual.'], optim=dict(type='AdamW', lr=1e-3)),
+              dict(name='all', epochs=1, reload_best=True, optim=dict(type='AdamW', lr=1e-4),
+                   scheduler=dict(type='MultiStepLR', milestones=[1], gamma=0.1))]
+    AGIQAModel._enter_stage = spy
+    try:
+        run_training(['-opt', str(write(staged_options(demo_data, 'stages', stages, 3), tmp_path))],
+                     root_path=str(tmp_path))
+    finally:
+        AGIQAModel._enter_stage = original
+    first, second = seen
+    assert (first['lr'], second['lr']) == (1e-3, 1e-4)
+    assert not any(n.startswith('backbone.model.visual.') for n in first['trainable'])
+    assert any(n.startswith('backbone.model.visual.') for n in second['trainable'])
+    assert 'backbone.model.logit_scale' not in second['trainable']  # frozen by the network itself
+    for key, value in second['net'].items():  # stage 2 starts from the val-selected checkpoint
+        assert torch.equal(value, second['best'][key]), key
+        if key.startswith('backbone.model.visual.'):  # which stage 1 could not change
+            assert torch.equal(value, first['net'][key]), key
+    assert not torch.equal(second['net']['backbone.model.token_embedding.weight'],
+                           first['net']['backbone.model.token_embedding.weight'])
+    assert any("Stage 2/2 'all'" in m for m in pyiqa_log)
+
+
+def test_early_stop_ends_a_stage(demo_data, tmp_path, pyiqa_log):
+    stages = [dict(name='only', epochs=6, early_stop=1, optim=dict(type='AdamW', lr=5e-2))]
+    opt = staged_options(demo_data, 'early', stages, 6)
+    run_training(['-opt', str(write(opt, tmp_path))], root_path=str(tmp_path))
+    stops = [m for m in pyiqa_log if "Early stop of stage 'only': 1 validations without improvement" in m]
+    assert len(stops) == 1
+    after = pyiqa_log[pyiqa_log.index(stops[0]) + 1:]
+    assert not any(m.startswith('Validation demo_val') for m in after)
+
+
+def test_stage_errors_are_named(demo_data, tmp_path):
+    stages = [dict(name='a', epochs=1, optim=dict(type='AdamW', lr=1e-3), lr=3)]
+    with pytest.raises(ModelOptionError, match=r"train.stages\[0\] \(a\): unknown option\(s\) \['lr'\]"):
+        run_training(['-opt', str(write(staged_options(demo_data, 'bad1', stages, 1), tmp_path))],
+                     root_path=str(tmp_path))
+    stages = [dict(name='a', epochs=2, optim=dict(type='AdamW', lr=1e-3))]
+    with pytest.raises(ModelOptionError, match='total_epoch \\(3\\) must equal the sum of the stage epochs \\(2\\)'):
+        run_training(['-opt', str(write(staged_options(demo_data, 'bad2', stages, 3), tmp_path))],
+                     root_path=str(tmp_path))

@@ -188,3 +188,77 @@ class CLIPBackbone(nn.Module):
     def logit_scale(self) -> torch.Tensor:
         """exp(logit_scale): 100 for OpenAI weights, about 14.3 at random initialisation."""
         return self.model.logit_scale.exp()
+
+    # ----- learnable prompts (CoOp / deep multimodal prompts), used by CLIP-AGIQA and DCMPL -----
+    def placeholder_tokens(self, n_ctx: int, texts: Sequence[str]) -> torch.LongTensor:
+        """Tokens of ``'X X ... X {text}'`` (n_ctx placeholders right after the start token);
+        the placeholders are the positions that text prompts overwrite. (N, context_length)."""
+        return self.tokenize([' '.join(['X'] * n_ctx + [t]) for t in texts])
+
+    def encode_text_prompted(self, tokens: torch.LongTensor, prompts: Sequence[Optional[torch.Tensor]]) -> torch.Tensor:
+        """Text tower with learnable context at token positions 1..n_ctx.
+
+        Args:
+            tokens: (N, L) from :meth:`placeholder_tokens`.
+            prompts: one entry per layer, from the input (0) upwards; None keeps the tokens.
+                Entry 0 replaces the token embeddings (before the positional embedding, as
+                CoOp); entry i > 0 replaces the same positions at the input of block i (deep
+                prompts). Each is (n_ctx, width) shared by all texts or (N, n_ctx, width).
+        Returns:
+            (N, embed_dim) unnormalised text embeddings.
+        """
+        model = self.model
+        blocks = model.transformer.resblocks
+        if len(prompts) > len(blocks):
+            raise ValueError(f'{len(prompts)} text prompt layers for a {len(blocks)}-layer text tower')
+        x = model.token_embedding(tokens)
+        if prompts and prompts[0] is not None:
+            x = _overwrite_tokens(x, prompts[0], start=1)
+        x = x + model.positional_embedding
+        for i, block in enumerate(blocks):
+            if 0 < i < len(prompts) and prompts[i] is not None:
+                x = _overwrite_tokens(x, prompts[i], start=1)
+            x = block(x, attn_mask=model.attn_mask)
+        x = model.ln_final(x)
+        pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+        return pooled @ model.text_projection
+
+    def encode_image_prompted(self, images: torch.Tensor, prompts: Sequence[Optional[torch.Tensor]],
+                              normalize_input: bool = True) -> torch.Tensor:
+        """Vision tower (ViT) with learnable prompt tokens appended after CLS + patches.
+
+        Args:
+            images: (N, 3, S, S) in [0, 1] (CLIP-normalised here unless normalize_input=False).
+            prompts: one entry per layer; entry 0 ((n_ctx, width) or (N, n_ctx, width)) is
+                appended after the positional embedding, before ``ln_pre``; entry i > 0
+                replaces the appended tokens at the input of block i; None keeps them.
+        Returns:
+            (N, embed_dim) unnormalised image embeddings (CLS token pooled, as CLIP).
+        """
+        visual = self.model.visual
+        if not hasattr(visual, 'transformer') or not hasattr(visual, 'class_embedding'):
+            raise ValueError(f'visual prompts need a ViT image tower; {self.model_name} has {type(visual).__name__}')
+        blocks = visual.transformer.resblocks
+        if not prompts or prompts[0] is None:
+            raise ValueError('visual prompts need an input-level entry (prompts[0])')
+        if len(prompts) > len(blocks):
+            raise ValueError(f'{len(prompts)} visual prompt layers for a {len(blocks)}-layer vision tower')
+        x = self.normalize(images) if normalize_input else images
+        x = visual.conv1(x).flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+        first = prompts[0].expand(x.shape[0], -1, -1) if prompts[0].dim() == 2 else prompts[0]
+        n_ctx = first.shape[1]
+        x = visual.ln_pre(torch.cat([x, first.to(x.dtype)], dim=1))
+        for i, block in enumerate(blocks):
+            if 0 < i < len(prompts) and prompts[i] is not None:
+                x = _overwrite_tokens(x, prompts[i], start=x.shape[1] - n_ctx)
+            x = block(x)
+        pooled, _ = visual._pool(x)
+        return pooled @ visual.proj
+
+
+def _overwrite_tokens(x: torch.Tensor, ctx: torch.Tensor, start: int) -> torch.Tensor:
+    """x (N, L, W) with positions start..start+n_ctx replaced by ctx ((n_ctx, W) or (N, n_ctx, W))."""
+    ctx = ctx.to(x.dtype).expand(x.shape[0], -1, -1) if ctx.dim() == 2 else ctx.to(x.dtype)
+    return torch.cat([x[:, :start], ctx, x[:, start + ctx.shape[1]:]], dim=1)

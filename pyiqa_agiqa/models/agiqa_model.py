@@ -33,8 +33,10 @@ from pyiqa.models.general_iqa_model import GeneralIQAModel
 from pyiqa.utils import get_root_logger
 from pyiqa.utils.registry import MODEL_REGISTRY
 
+from .stages import parse_stages
+
 TRAIN_KEYS = {'optim', 'scheduler', 'total_iter', 'total_epoch', 'warmup_iter', 'losses', 'mos_loss_opt',
-              'metric_loss_opt', 'use_ref'}
+              'metric_loss_opt', 'use_ref', 'stages'}
 VAL_KEYS = {'val_freq', 'save_img', 'pbar', 'key_metric', 'metrics', 'select_on'}
 
 
@@ -95,8 +97,59 @@ class AGIQAModel(GeneralIQAModel):
         self.losses = torch.nn.ModuleDict({t: build_loss(dict(o)).to(self.device) for t, o in losses.items()})
         if train_opt.get('metric_loss_opt'):
             self.cri_metric = build_loss(dict(train_opt['metric_loss_opt'])).to(self.device)
+        self.active_losses = list(self.losses)
+        self._stopped = False
+        if train_opt.get('stages'):
+            try:
+                self.stages = parse_stages(train_opt, names)
+            except ValueError as error:
+                raise ModelOptionError(str(error)) from None
+            self._base_trainable = {n: p.requires_grad for n, p in self.net.named_parameters()}
+            self._enter_stage(0)
+        else:
+            self.stages = None
+            self.setup_optimizers()
+            self.setup_schedulers()
+
+    # ----- stages (see stages.py) -----
+    def _enter_stage(self, index: int):
+        stage = self.stages[index]
+        self.stage_index, self._stage_end_epoch = index, sum(s['epochs'] for s in self.stages[:index + 1])
+        if stage['reload_best'] and self._best_iter is not None:
+            self.copy_model(self.net_best, self.net)
+        elif stage['reload_best']:
+            get_root_logger().warning(f"Stage '{stage['name']}': no validation yet, nothing to reload")
+        for name, param in self.get_bare_model(self.net).named_parameters():
+            param.requires_grad = self._base_trainable[name] and not name.startswith(tuple(stage['freeze']))
+        self.opt['train']['optim'], self.opt['train']['scheduler'] = dict(stage['optim']), dict(stage['scheduler'])
+        self.optimizers, self.schedulers = [], []
         self.setup_optimizers()
         self.setup_schedulers()
+        del self.opt['train']['optim'], self.opt['train']['scheduler']
+        self.active_losses = stage['losses']
+        self._stopped, self._no_improvement = False, 0
+        n_train = sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+        get_root_logger().info(f"Stage {index + 1}/{len(self.stages)} '{stage['name']}': {stage['epochs']} epochs, "
+                               f'{n_train:,d} trainable parameters, losses {self.active_losses}')
+
+    def update_learning_rate(self, current_iter, warmup_iter=-1):
+        # pyiqa's loop calls this after each epoch with (epoch index + 2): epochs done = current_iter - 1
+        epochs_done = current_iter - 1
+        if self.stages and epochs_done == self._stage_end_epoch and self.stage_index + 1 < len(self.stages):
+            self._enter_stage(self.stage_index + 1)
+            return
+        super().update_learning_rate(current_iter, warmup_iter)
+
+    def _note_selection_result(self, improved: bool):
+        if not self.stages or self._stopped:
+            return
+        self._no_improvement = 0 if improved else self._no_improvement + 1
+        patience = self.stages[self.stage_index]['early_stop']
+        if patience and self._no_improvement >= patience:
+            self._stopped = True
+            get_root_logger().info(f"Early stop of stage '{self.stages[self.stage_index]['name']}': "
+                                   f'{patience} validations without improvement of {self.key_metric}; '
+                                   'its remaining iterations are skipped.')
 
     def feed_data(self, data):
         super().feed_data(data)
@@ -124,15 +177,19 @@ class AGIQAModel(GeneralIQAModel):
         return self.labels[column]
 
     def optimize_parameters(self, current_iter):
+        if self._stopped:
+            return
+        self.optimizer = self.optimizers[0]
         self.optimizer.zero_grad()
         outputs = self.net_outputs(self.net)
         loss_dict, l_total = OrderedDict(), 0
-        for name, loss_fn in self.losses.items():
+        for name in self.active_losses:
+            loss_fn = self.losses[name]
             loss = loss_fn(outputs[name][:, None], self.target_label(name)[:, None])
             loss_dict[f'l_{name}'] = loss
             l_total = l_total + loss
         if self.cri_metric is not None:
-            for name in self.targets:
+            for name in self.active_losses:
                 loss = self.cri_metric(outputs[name][:, None], self.target_label(name)[:, None])
                 loss_dict[f'l_metric_{name}'] = loss
                 l_total = l_total + loss
@@ -157,6 +214,9 @@ class AGIQAModel(GeneralIQAModel):
             for name, opt_ in metric_opts.items():
                 results[f'{output}_{name}' if many else name] = float(
                     calculate_metric([preds[output], gts[output]], opt_))
+        if many:
+            for name in metric_opts:
+                results[f'mean_{name}'] = float(np.mean([results[f'{o}_{name}'] for o in self.targets]))
         types = {o['type']: n for n, o in metric_opts.items()}
         if 'calculate_srcc' in types and 'calculate_plcc' in types:
             s, p = types['calculate_srcc'], types['calculate_plcc']
@@ -182,6 +242,8 @@ class AGIQAModel(GeneralIQAModel):
             k: dict(better='higher', val=v, iter=current_iter) for k, v in results.items()}
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        if getattr(self, '_stopped', False):
+            return
         dataset = dataloader.dataset
         name = dataset.opt['name']
         results = self.compute_metrics(*self.predict(dataloader, self.opt['val'].get('pbar', False)))
@@ -200,7 +262,8 @@ class AGIQAModel(GeneralIQAModel):
                                           f"'{dataset.phase}': add a val part to select on validation data.")
         self._last_results[name] = (current_iter, results)
         if name == self._select_name:
-            if results[self.key_metric] >= self.best_metric_results[name][self.key_metric]['val']:
+            improved = results[self.key_metric] >= self.best_metric_results[name][self.key_metric]['val']
+            if improved:
                 self._best_iter = current_iter
                 self._record(name, results, current_iter)
                 for other, (it, res) in self._last_results.items():
@@ -211,6 +274,8 @@ class AGIQAModel(GeneralIQAModel):
         elif self._best_iter == current_iter:
             self._record(name, results, current_iter)
         self._log_validation_metric_values(current_iter, name, tb_logger)
+        if name == self._select_name:
+            self._note_selection_result(improved)
 
     def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
         best = self.best_metric_results[dataset_name]
