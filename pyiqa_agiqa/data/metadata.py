@@ -99,3 +99,16 @@ def read_meta_info(path):
                      dtype={c: str for c in header if c not in labels and c != 'group'})
     validate_meta_info(df, path, label_columns=labels)
     return df.astype({c: float for c in labels})
+
+
+def write_meta_info(df, out_path, overwrite=False):
+    """Write ``df`` as CSV (no index, '\\n' line ends, floats at full precision).
+
+    Creates missing parent folders. Raises FileExistsError if ``out_path`` exists and
+    ``overwrite`` is False.
+    """
+    out_path = Path(out_path)
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f'{out_path} exists; pass overwrite=True to replace it')
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out_path, index=False, lineterminator='\n')

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, validate_meta_info
+from pyiqa_agiqa.data.metadata import MetadataError, format_items, validate_meta_info, write_meta_info  # noqa: F401
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation, check_split_disjoint
 
 OFFICIAL_COLUMNS = ('name', 'prompt', 'adj1', 'adj2', 'style',
@@ -95,19 +95,6 @@ def build_agiqa3k_meta_info(data_csv, published_splits_csv=None):
         df[f'ipcev_split_{i:02d}'] = carve_validation(df[f'ipce_split_{i:02d}'], df['group'],
                                                       val_fraction=0.125, seed=BASE_SEED + i)
     return df
-
-
-def write_meta_info(df, out_path, overwrite=False):
-    """Write ``df`` as CSV (no index, '\\n' line ends, floats at full precision).
-
-    Creates missing parent folders. Raises FileExistsError if ``out_path`` exists and
-    ``overwrite`` is False.
-    """
-    out_path = Path(out_path)
-    if out_path.exists() and not overwrite:
-        raise FileExistsError(f'{out_path} exists; pass overwrite=True to replace it')
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_path, index=False, lineterminator='\n')
 
 
 def _read_published_splits(path, names):
