@@ -136,3 +136,48 @@ def test_unreadable_images_raise_naming_the_file(tmp_path):
         load_rgb(bad)
     with pytest.raises(ImageReadError, match='not found.*nothere.png'):
         load_rgb(tmp_path / 'nothere.png')
+
+
+def test_reference_images_of_image_to_image_datasets(demo_data, tmp_path):
+    csv, images = demo_data
+    table = pd.read_csv(csv)
+    table['ref_name'] = table['name'].iloc[::-1].values  # any other image stands in for the source image
+    with_ref = tmp_path / 'with_ref.csv'
+    table.to_csv(with_ref, index=False)
+    dataset = build_dataset(dataset_opt((with_ref, images), 'test', load_reference=True))
+    item = dataset[0]
+    assert item['ref_img'].shape == item['img'].shape and item['ref_path'].endswith('.png')
+    assert 'ref_img' not in build_dataset(dataset_opt((with_ref, images), 'test'))[0]
+    with pytest.raises(DatasetOptionError, match='needs a ref_name column'):
+        build_dataset(dataset_opt(demo_data, 'test', load_reference=True))
+
+
+def test_download_without_mirror_or_network_says_where_to_get_it(tmp_path, monkeypatch):
+    from pyiqa_agiqa.data.download import DownloadError, download_dataset
+
+    with pytest.raises(DownloadError, match='no public mirror is known for .pku_i2iqa.*github.com/jiquan123/I2IQA'):
+        download_dataset('pku_i2iqa', tmp_path)
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    with pytest.raises(DownloadError, match='AGIQA-3K.zip.*chaofengc/IQA-PyTorch-Datasets.*Offline'):
+        download_dataset('agiqa3k', tmp_path, cache_dir=str(tmp_path / 'cache'))
+
+
+def test_download_verifies_checksum_and_unpacks(tmp_path, monkeypatch):
+    """The hub is replaced by a local file (no network here); the rest runs for real."""
+    import hashlib
+    import zipfile
+
+    import huggingface_hub
+
+    from pyiqa_agiqa.data import download
+
+    archive = tmp_path / 'AGIQA-3K.zip'
+    with zipfile.ZipFile(archive, 'w') as zf:
+        zf.writestr('AGIQA-3K/a.jpg', b'x')
+    monkeypatch.setattr(huggingface_hub, 'hf_hub_download', lambda *a, **k: str(archive))
+    out = download.download_dataset('agiqa3k', tmp_path / 'datasets')
+    assert (out / 'AGIQA-3K' / 'a.jpg').read_bytes() == b'x'
+    good = hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.setitem(download.MIRRORS, 'agiqa3k', dict(download.MIRRORS['agiqa3k'], sha256='0' * 64))
+    with pytest.raises(download.DownloadError, match=f'SHA-256 {good} differs'):
+        download.download_dataset('agiqa3k', tmp_path / 'again')

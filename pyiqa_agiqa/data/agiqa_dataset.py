@@ -21,6 +21,10 @@ Options (a dataset block of a pyiqa option file):
         the train phase, fixed views otherwise
     check_images: verify before training that every image of the split exists and has a
         readable header (default true); all problems are reported at once
+    load_reference: also return the source image of image-to-image datasets (column
+        ``ref_name``, PKU-I2IQA) as ``ref_img``, transformed like ``img`` but with its own
+        random draws (the two images differ in size); default false. pyiqa's model then calls
+        ``net(img, ref_img, ...)`` unless the option file sets ``train: {use_ref: false}``
     plus pyiqa's loader keys (batch_size_per_gpu, num_worker_per_gpu, use_shuffle, ...).
 
 Each item: ``img`` (3, H, W) in [0, 1], or (V, 3, P, P) with ``views``; ``mos_label``
@@ -51,7 +55,7 @@ VIEW_TYPES = {'IPCEViews': IPCEViews}
 OPTION_KEYS = {
     # this dataset
     'type', 'name', 'meta_info_file', 'dataroot_target', 'split_index', 'split_scheme', 'mos_columns',
-    'mos_divisor', 'augment', 'views', 'check_images', 'phase', 'override_phase',
+    'mos_divisor', 'augment', 'views', 'check_images', 'load_reference', 'phase', 'override_phase',
     # pyiqa's loaders and option parser
     'batch_size_per_gpu', 'num_worker_per_gpu', 'use_shuffle', 'pin_memory', 'persistent_workers',
     'prefetch_mode', 'num_prefetch_queue', 'dataset_enlarge_ratio', 'scale',
@@ -111,10 +115,14 @@ class AGIQADataset(BaseIQADataset):
             raise DatasetOptionError(f"dataset '{opt.get('name')}': option dataroot_target (image folder) is required")
         root = os.path.expanduser(opt['dataroot_target'])
         has_generator = 'generator' in self.meta_info.columns
+        self.load_reference = bool(opt.get('load_reference', False))
+        if self.load_reference and 'ref_name' not in self.meta_info.columns:
+            raise DatasetOptionError(f'load_reference needs a ref_name column, which {self.meta_info_path} lacks')
         self.paths_mos = [
             dict(row=i, img_path=os.path.join(root, str(r['name'])), prompt=str(r['prompt']),
                  labels=[float(r[c]) for c in self.mos_columns],
-                 generator=str(r['generator']) if has_generator else None)
+                 generator=str(r['generator']) if has_generator else None,
+                 ref_path=os.path.join(root, str(r['ref_name'])) if self.load_reference else None)
             for i, r in enumerate(self.meta_info.to_dict('records'))
         ]
 
@@ -159,8 +167,9 @@ class AGIQADataset(BaseIQADataset):
     # ----- checks and items -----
     def check_images(self):
         """Raise FileNotFoundError listing every missing or unreadable image of this split."""
-        problems = [(item['row'], item['img_path'], reason) for item in self.paths_mos
-                    if (reason := probe_image(item['img_path']))]
+        paths = [(item['row'], item[key]) for item in self.paths_mos for key in ('img_path', 'ref_path')
+                 if item[key] is not None]
+        problems = [(row, path, reason) for row, path in paths if (reason := probe_image(path))]
         if problems:
             shown = '\n'.join(f'  row {row + 1}: {path}: {reason}' for row, path, reason in problems[:20])
             more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
@@ -169,17 +178,23 @@ class AGIQADataset(BaseIQADataset):
                 f"'{self.split_name}' ({self.phase}) cannot be used (meta-info {self.meta_info_path}, "
                 f"rows counted from the first data row):\n{shown}{more}")
 
-    def __getitem__(self, index):
-        item = self.paths_mos[index]
-        img = load_rgb(item['img_path'])
+    def load_image(self, path: str) -> torch.Tensor:
+        """Read, (views-)resize, augment and (views-)cut one image."""
+        img = load_rgb(path)
         if self.views is not None:
             img = self.views.resize(img)
         img = self.trans(img)
         if self.views is not None:
             img = self.views(img, train=self.phase == 'train')
+        return img
+
+    def __getitem__(self, index):
+        item = self.paths_mos[index]
         labels = torch.tensor(item['labels'], dtype=torch.float32)
-        sample = {'img': img, 'mos_label': labels, 'labels': dict(zip(self.mos_columns, labels)),
-                  'prompt': item['prompt'], 'img_path': item['img_path']}
+        sample = {'img': self.load_image(item['img_path']), 'mos_label': labels,
+                  'labels': dict(zip(self.mos_columns, labels)), 'prompt': item['prompt'], 'img_path': item['img_path']}
         if item['generator'] is not None:
             sample['generator'] = item['generator']
+        if item['ref_path'] is not None:
+            sample['ref_img'], sample['ref_path'] = self.load_image(item['ref_path']), item['ref_path']
         return sample

@@ -1,0 +1,77 @@
+"""Downloading dataset images from public mirrors on the Hugging Face hub (when online).
+
+Only AGIQA-3K has a mirror kept by pyiqa's author; the others listed here are third-party
+uploads (named as such). A dataset without a known mirror gets a message saying where its
+authors publish it. Each download prints the SHA-256 of the archive; where a reference digest
+is recorded (``sha256``) a mismatch is an error. Digests could not be recorded from this
+project's offline machines: ``sha256`` is None until someone online records them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+MIRRORS = {
+    'agiqa3k': dict(repo_id='chaofengc/IQA-PyTorch-Datasets', filename='AGIQA-3K.zip', sha256=None,
+                    note="pyiqa's own dataset repository (about 98 MB)"),
+    'aigciqa2023': dict(repo_id='Zevin2023/Assessment_Related_Datasets', filename='AIGCIQA2023.zip', sha256=None,
+                        note='third-party upload of the whole release (about 3.7 GB)'),
+}
+OFFICIAL_SOURCES = {
+    'agiqa1k': 'https://github.com/lcysyzxdxc/AGIQA-1k-Database (archive linked from its README)',
+    'agiqa3k': 'https://github.com/lcysyzxdxc/AGIQA-3k-Database',
+    'aigciqa2023': 'https://github.com/wangjiarui153/AIGCIQA2023',
+    'pku_i2iqa': 'https://github.com/jiquan123/I2IQA',
+    'aigiqa20k': 'https://www.modelscope.cn/datasets/lcysyzxdxc/AIGCQA-30K-Image (NTIRE 2024 AIGC image track)',
+}
+
+
+class DownloadError(RuntimeError):
+    """The archive cannot be obtained (offline, no mirror, or a checksum mismatch)."""
+
+
+def sha256_of(path: os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_dataset(key: str, dest: os.PathLike, extract: bool = True, cache_dir: Optional[str] = None) -> Path:
+    """Fetch the archive of dataset ``key`` into the HF cache and unpack it into ``dest``.
+
+    Returns the archive path (extract=False) or ``dest``. Raises DownloadError with the way
+    out (the official source) when there is no mirror or the hub cannot be reached.
+    """
+    if key not in OFFICIAL_SOURCES:
+        raise DownloadError(f"unknown dataset '{key}'; known: {sorted(OFFICIAL_SOURCES)}")
+    mirror = MIRRORS.get(key)
+    if mirror is None:
+        raise DownloadError(f"no public mirror is known for '{key}'; download it from {OFFICIAL_SOURCES[key]} "
+                            f'and unpack it into {dest}')
+    from huggingface_hub import hf_hub_download
+
+    try:
+        archive = Path(hf_hub_download(mirror['repo_id'], mirror['filename'], repo_type='dataset',
+                                       cache_dir=cache_dir))
+    except Exception as error:  # offline, hub down, file moved: all end the same way for the user
+        raise DownloadError(
+            f"could not download {mirror['filename']} from the Hugging Face dataset {mirror['repo_id']} "
+            f"({type(error).__name__}: {str(error)[:200]}). Offline? Get it from {OFFICIAL_SOURCES[key]} "
+            f'and unpack it into {dest}') from error
+    digest = sha256_of(archive)
+    if mirror['sha256'] and digest != mirror['sha256']:
+        raise DownloadError(f"{archive}: SHA-256 {digest} differs from the recorded {mirror['sha256']}")
+    print(f'{archive.name}: SHA-256 {digest}')
+    if not extract:
+        return archive
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(dest)
+    return dest
