@@ -15,6 +15,7 @@ from typing import List, Optional
 import pyiqa_agiqa.data  # noqa: F401  (registers the plugin before pyiqa builds anything)
 import pyiqa_agiqa.models  # noqa: F401
 import pyiqa_agiqa.archs  # noqa: F401
+import pyiqa_agiqa.losses  # noqa: F401
 
 
 @contextmanager

@@ -156,9 +156,13 @@ def pyiqa_log():
             self.messages.append(record.getMessage())
 
     handler = Collect()
-    logging.getLogger('pyiqa').addHandler(handler)
+    logger = logging.getLogger('pyiqa')
+    level = logger.level  # INFO is dropped if an earlier create_metric initialised pyiqa's logger
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
     yield handler.messages
-    logging.getLogger('pyiqa').removeHandler(handler)
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def test_stages_freeze_switch_and_reload_the_best_checkpoint(demo_data, tmp_path, pyiqa_log):
