@@ -6,7 +6,9 @@
     pyiqa-agiqa train -opt options/ipce_agiqa3k.yml                 pyiqa's training loop
     pyiqa-agiqa train-nsplits -opt options/ipce_agiqa3k.yml         10 splits, mean / std
     pyiqa-agiqa demo                                                the embedded demo
-    pyiqa-agiqa prepare agiqa3k --data-csv data.csv -o meta.csv     build a meta-info CSV
+    pyiqa-agiqa prepare agiqa3k --data data.csv -o meta.csv         build a meta-info CSV
+    pyiqa-agiqa prepare aigciqa2023 --release ./AIGCIQA2023 -o m.csv  (from the release folder)
+    pyiqa-agiqa download agiqa3k --dest ./datasets                  images from a public mirror
 """
 
 from __future__ import annotations
@@ -74,11 +76,23 @@ def cmd_demo(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from pyiqa_agiqa.data.prepare.agiqa3k import build_agiqa3k_meta_info, write_meta_info
+    import pandas as pd
 
-    table = build_agiqa3k_meta_info(args.data_csv, args.splits_csv)
-    write_meta_info(table, args.output, overwrite=args.overwrite)
-    print(f'{len(table)} rows written to {args.output}')
+    from pyiqa_agiqa.data.prepare import prepare_meta_info
+
+    extra = {'duplicate_policy': args.duplicate_policy} if args.duplicate_policy else {}
+    warnings = prepare_meta_info(args.dataset, args.output, data=args.data, release=args.release,
+                                 splits=args.splits_csv, overwrite=args.overwrite, **extra)
+    for warning in warnings:
+        print(f'warning: {warning}', file=sys.stderr)
+    print(f'{len(pd.read_csv(args.output))} rows written to {args.output}')
+    return 0
+
+
+def cmd_download(args) -> int:
+    from pyiqa_agiqa.data.download import download_dataset
+
+    print(f'unpacked into {download_dataset(args.dataset, args.dest)}')
     return 0
 
 
@@ -113,11 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument('--overwrite', action='store_true', help='regenerate the demo data if its parameters differ')
 
     prepare = sub.add_parser('prepare', help='build a meta-info CSV from an official release')
-    prepare.add_argument('dataset', choices=['agiqa3k'])
-    prepare.add_argument('--data-csv', required=True, help='the official metadata file (AGIQA-3K: data.csv)')
+    prepare.add_argument('dataset', choices=['agiqa1k', 'agiqa3k', 'aigciqa2023', 'pku_i2iqa', 'aigiqa20k'])
+    prepare.add_argument('--data', '--data-csv', dest='data',
+                         help='official metadata file: agiqa3k data.csv, agiqa1k AIGC_MOS_Zscore.xlsx, '
+                              'aigiqa20k info_train.csv, pku_i2iqa I2IQA_annotation.xlsx')
+    prepare.add_argument('--release', help='unpacked release folder (aigciqa2023, pku_i2iqa)')
     prepare.add_argument('--splits-csv', help='optional published split manifest to include')
+    prepare.add_argument('--duplicate-policy', choices=['drop', 'corroborated', 'first', 'last'],
+                         help="agiqa1k: what to do with the duplicated name (default 'drop')")
     prepare.add_argument('-o', '--output', required=True, help='meta-info CSV to write')
-    prepare.add_argument('--overwrite', action='store_true')
+    prepare.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+
+    download = sub.add_parser('download', help='fetch dataset images from a public mirror (online only)')
+    download.add_argument('dataset', choices=['agiqa1k', 'agiqa3k', 'aigciqa2023', 'pku_i2iqa', 'aigiqa20k'])
+    download.add_argument('--dest', default='./datasets', help='folder to unpack into')
     return parser
 
 
@@ -127,7 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv and argv[0] in ('train', 'train-nsplits'):
         return cmd_train(argparse.Namespace(command=argv[0]), argv[1:])
     args = parser.parse_args(argv)
-    return {'score': cmd_score, 'demo': cmd_demo, 'prepare': cmd_prepare}[args.command](args)
+    return {'score': cmd_score, 'demo': cmd_demo, 'prepare': cmd_prepare, 'download': cmd_download}[args.command](args)
 
 
 if __name__ == '__main__':

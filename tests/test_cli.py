@@ -88,3 +88,19 @@ def test_prepare_agiqa3k_refuses_to_overwrite(tmp_path):
     assert list(table.columns[:4]) == ['name', 'mos_quality', 'prompt', 'mos_correspondence']
     with pytest.raises(FileExistsError, match='overwrite'):
         main(['prepare', 'agiqa3k', '--data-csv', str(data), '-o', str(out)])
+
+
+def test_prepare_dispatches_to_every_converter(tmp_path, capsys):
+    from conftest import REPO
+
+    shared = REPO.parent / 'shared' / 'datasets' / 'AGIQA-1K' / 'AIGC_MOS_Zscore.xlsx'
+    if not shared.is_file():
+        pytest.skip('official AGIQA-1K metadata not present')
+    out = tmp_path / 'agiqa1k.csv'
+    assert main(['prepare', 'agiqa1k', '--data', str(shared), '-o', str(out)]) == 0
+    assert len(pd.read_csv(out)) == 1078
+    assert 'dreamStudio_8_9_1_1.jpg' in capsys.readouterr().err
+    with pytest.raises(ValueError, match='aigciqa2023: give --release'):
+        main(['prepare', 'aigciqa2023', '-o', str(tmp_path / 'x.csv')])
+    with pytest.raises(FileNotFoundError, match='pic-index.xlsx'):
+        main(['prepare', 'aigciqa2023', '--release', str(tmp_path), '-o', str(tmp_path / 'x.csv')])

@@ -263,6 +263,9 @@ class AGIQAModel(GeneralIQAModel):
         self._last_results[name] = (current_iter, results)
         if name == self._select_name:
             improved = results[self.key_metric] >= self.best_metric_results[name][self.key_metric]['val']
+            if np.isnan(results[self.key_metric]):
+                get_root_logger().warning(f'{self.key_metric} on {name} is NaN (constant predictions?): '
+                                          'not counted as an improvement')
             if improved:
                 self._best_iter = current_iter
                 self._record(name, results, current_iter)
