@@ -5,11 +5,13 @@ on the weight values). Runs anywhere: small defaults on a CPU, real figures on a
     python scripts/benchmark.py --device cuda --images 64 --batch-sizes 1 8 16
     python scripts/benchmark.py --metrics ipce cianet --size 512
 
-Prints one line per (metric, batch size): images/s, ms/image, peak memory (GPU: torch's peak
-allocation; CPU: the process's peak resident set size so far).
+Prints one line per (metric, batch size): images/s, ms/image and peak memory. Each
+configuration runs in a fresh process, so the peak is its own (GPU: torch's peak allocation;
+CPU: the process's peak resident set size, model and Python included).
 """
 
 import argparse
+import multiprocessing
 import resource
 import sys
 import time
@@ -47,6 +49,21 @@ def bench(metric_name, device, n_images, batch_size, size, warmup=1):
     return n / seconds, 1000 * seconds / n, peak_memory_mb(device)
 
 
+def _bench_in_child(queue, *args):
+    queue.put(bench(*args))
+
+
+def bench_isolated(*args):
+    """bench() in a fresh spawned process (its own memory peak)."""
+    context = multiprocessing.get_context('spawn')
+    queue = context.Queue()
+    child = context.Process(target=_bench_in_child, args=(queue, *args))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--metrics', nargs='+', default=['ipce'])
@@ -61,7 +78,7 @@ def main(argv=None):
     print(f"{'metric':<22}{'batch':>6}{'images/s':>11}{'ms/image':>11}{'peak MB':>10}")
     for metric_name in args.metrics:
         for batch_size in args.batch_sizes:
-            ips, ms, mem = bench(metric_name, device, args.images, batch_size, args.size)
+            ips, ms, mem = bench_isolated(metric_name, device, args.images, batch_size, args.size)
             print(f'{metric_name:<22}{batch_size:>6}{ips:>11.2f}{ms:>11.1f}{mem:>10.0f}', flush=True)
     return 0
 

@@ -256,6 +256,7 @@ def test_published_architecture_vit_b32():
     torch.manual_seed(0)
     net = CIANet(pretrained=False).eval()
     visual, model = net.backbone.model.visual, net.backbone.model
+    assert len(model.transformer.resblocks) == 12 and model.transformer.width == 512
     assert len(visual.transformer.resblocks) == 12 and visual.conv1.kernel_size == (32, 32)
     assert net.backbone.image_size == 224 and net.backbone.embed_dim == 512
     blocks = [net.cia_layer.self_attention11, net.cia_layer.self_attention21, net.cia_layer.cross_attention1,

@@ -3,7 +3,6 @@ image transforms, the published architecture, metric use, schedule, training run
 
 import copy
 import math
-from pathlib import Path
 
 import numpy as np
 import open_clip

@@ -233,10 +233,10 @@ def test_agiqa1k_rejects_bad_split_files(tmp_path):
     bad = table.copy()
     bad.loc[0, 'ipce_split_04'] = 'CONFLICT'
     bad.to_csv(tmp_path / 'conflict.csv', index=False)
-    with pytest.raises(MetadataError, match=r"conflict.csv: row 1 \('deepai_0_0_0_0.jpg'\) .*ipce_split_04="):
+    with pytest.raises(MetadataError, match=r"conflict.csv: CONFLICT for names that are not duplicated: 'deepai_0_0_0_0.jpg'"):
         build_agiqa1k_meta_info(xlsx, tmp_path / 'conflict.csv')
     table.iloc[1:].to_csv(tmp_path / 'short.csv', index=False)
-    with pytest.raises(MetadataError, match=r"short.csv: .*1 only in the xlsx \('deepai_0_0_0_0.jpg'\)"):
+    with pytest.raises(MetadataError, match=r"short.csv: image names differ .*1 missing from the split file \('deepai_0_0_0_0.jpg'\)"):
         build_agiqa1k_meta_info(xlsx, tmp_path / 'short.csv')
     table.drop(columns='ipce_split_00').to_csv(tmp_path / 'no00.csv', index=False)
     with pytest.raises(MetadataError, match=r"no00.csv: missing split column\(s\) \['ipce_split_00'\]"):

@@ -112,3 +112,37 @@ def write_meta_info(df, out_path, overwrite=False):
         raise FileExistsError(f'{out_path} exists; pass overwrite=True to replace it')
     out_path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_path, index=False, lineterminator='\n')
+
+
+def read_split_manifest(path, names, columns, values=('train', 'test'), reference='the release', extra_names=()):
+    """Published split columns of the CSV ``path`` (keyed by ``name``), aligned to ``names``.
+
+    Checks, each failure a MetadataError naming the file: the ``columns`` exist; no name is
+    duplicated; the file names exactly ``names`` (plus, optionally, ``extra_names``, e.g. rows
+    the converter dropped); every value of ``columns`` is in ``values``.
+
+    Returns:
+        DataFrame with one row per entry of ``names`` (in that order, fresh index) and every
+        column of the file (so callers can check extra columns of the manifest).
+    """
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ['name', *columns] if c not in table.columns]
+    if missing:
+        raise MetadataError(f'{path}: missing split column(s) {missing}')
+    duplicated = table['name'][table['name'].duplicated()]
+    if len(duplicated):
+        raise MetadataError(f'{path}: duplicated name(s) {format_items(map(repr, duplicated))}')
+    names = list(names)
+    only_reference = sorted(set(names) - set(table['name']))
+    only_splits = sorted(set(table['name']) - set(names) - set(extra_names))
+    if only_reference or only_splits:
+        raise MetadataError(
+            f'{path}: image names differ from {reference}: {len(only_reference)} missing from the split file '
+            f'({format_items(map(repr, only_reference))}), {len(only_splits)} only in the split file '
+            f'({format_items(map(repr, only_splits))})')
+    for column in columns:
+        bad = table.loc[~table[column].isin(values), ['name', column]]
+        if len(bad):
+            listing = format_items(f'row {i + 1} ({name!r}: {value!r})' for i, name, value in bad.itertuples())
+            raise MetadataError(f'{path}: {column} has values other than {"/".join(values)} in {listing}')
+    return table.set_index('name').loc[names].reset_index()

@@ -85,7 +85,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, validate_meta_info, write_meta_info  # noqa: F401
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
+                                      validate_meta_info, write_meta_info)
 from pyiqa_agiqa.data.splits import add_split_columns
 
 SHEET = 'Sheet1'
@@ -325,33 +326,16 @@ def _grid_gaps(names, source):
 
 def _read_published_splits(path, names, duplicated, kept_duplicates, warnings):
     """Split columns of ``path`` for ``names`` (in that order), CONFLICT -> 'excluded'."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ['name', *PUBLISHED_SPLITS] if c not in table.columns]
-    if missing:
-        raise MetadataError(f'{path}: missing split column(s) {missing}')
-    repeated = table['name'][table['name'].duplicated()]
-    if len(repeated):
-        raise MetadataError(f'{path}: duplicated name(s) {format_items(map(repr, repeated))}')
     dropped = [n for n in duplicated if n not in kept_duplicates]
-    only_data = sorted(set(names) - set(table['name']))
-    only_splits = sorted(set(table['name']) - set(names) - set(dropped))
-    if only_data or only_splits:
-        raise MetadataError(
-            f'{path}: image names differ from the xlsx: {len(only_data)} only in the xlsx '
-            f'({format_items(map(repr, only_data))}), {len(only_splits)} only in the split file '
-            f'({format_items(map(repr, only_splits))})')
-    ignored = [n for n in dropped if n in set(table['name'])]
-    if ignored:
-        warnings.append(f'{path}: split values of {format_items(map(repr, ignored))} ignored (dropped duplicate)')
-    for i, row in enumerate(table.itertuples(index=False)):
-        values = [getattr(row, c) for c in PUBLISHED_SPLITS]
-        allowed = PUBLISHED_VALUES + ((CONFLICT,) if row.name in duplicated else ())
-        bad = [(c, v) for c, v in zip(PUBLISHED_SPLITS, values) if v not in allowed]
-        if bad:
-            raise MetadataError(f'{path}: row {i + 1} ({row.name!r}) has values other than '
-                                f'{"/".join(allowed)}: {format_items(f"{c}={v!r}" for c, v in bad)}')
-    out = table.set_index('name').loc[list(names), list(PUBLISHED_SPLITS)].reset_index(drop=True)
+    table = read_split_manifest(path, names, PUBLISHED_SPLITS, values=PUBLISHED_VALUES + (CONFLICT,),
+                                reference='the xlsx', extra_names=dropped)
+    if dropped:
+        warnings.append(f'{path}: split values of {format_items(map(repr, dropped))} ignored (dropped duplicate)')
+    out = table[list(PUBLISHED_SPLITS)]
     conflicts = out.eq(CONFLICT)
+    wrong = [names.iat[i] for i in np.flatnonzero(conflicts.any(axis=1).to_numpy()) if names.iat[i] not in duplicated]
+    if wrong:
+        raise MetadataError(f'{path}: {CONFLICT} for names that are not duplicated: {format_items(map(repr, wrong))}')
     if conflicts.to_numpy().any():
         for position in np.flatnonzero(conflicts.any(axis=1).to_numpy()):
             columns = [c for c in PUBLISHED_SPLITS if conflicts[c].iat[position]]
@@ -359,4 +343,6 @@ def _read_published_splits(path, names, duplicated, kept_duplicates, warnings):
                             f'sides) in {", ".join(columns)}; set to {EXCLUDED!r} there: the image is in no part '
                             f'of those splits')
         out = out.mask(conflicts, EXCLUDED)
-    return out
+    return out.reset_index(drop=True)
+
+

@@ -28,11 +28,11 @@ std_correspondence (= std_align), generator, group, adj1, adj2, style, then spli
   moved to val for checkpoint selection. The file's image-level ``qalign_split_*`` and
   ``ma_agiqa_seed20_712`` splits share prompts between train and test and are not copied.
 """
-from pathlib import Path
 
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, validate_meta_info, write_meta_info  # noqa: F401
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
+                                      validate_meta_info, write_meta_info)
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation, check_split_disjoint
 
 OFFICIAL_COLUMNS = ('name', 'prompt', 'adj1', 'adj2', 'style',
@@ -84,7 +84,8 @@ def build_agiqa3k_meta_info(data_csv, published_splits_csv=None):
     df = add_split_columns(df, 'group', 'default', N_SPLITS, (0.7, 0.1, 0.2), BASE_SEED)
     if published_splits_csv is None:
         return df
-    published = _read_published_splits(published_splits_csv, df['name'])
+    wanted = [f'{s}_split_{i:02d}' for s in PUBLISHED_SCHEMES for i in range(1, N_SPLITS + 1)]
+    published = read_split_manifest(published_splits_csv, df['name'], wanted, reference='data.csv')[wanted]
     df = pd.concat([df, published], axis=1)
     for column in published.columns:
         try:
@@ -95,29 +96,3 @@ def build_agiqa3k_meta_info(data_csv, published_splits_csv=None):
         df[f'ipcev_split_{i:02d}'] = carve_validation(df[f'ipce_split_{i:02d}'], df['group'],
                                                       val_fraction=0.125, seed=BASE_SEED + i)
     return df
-
-
-def _read_published_splits(path, names):
-    """Split columns of ``path`` for ``names`` (in that order), checked to be train/test."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    wanted = [f'{s}_split_{i:02d}' for s in PUBLISHED_SCHEMES for i in range(1, N_SPLITS + 1)]
-    missing = [c for c in ['name', *wanted] if c not in table.columns]
-    if missing:
-        raise MetadataError(f'{path}: missing split column(s) {missing}')
-    duplicated = table['name'][table['name'].duplicated()]
-    if len(duplicated):
-        raise MetadataError(f'{path}: duplicated name(s) {format_items(map(repr, duplicated))}')
-    only_data = sorted(set(names) - set(table['name']))
-    only_splits = sorted(set(table['name']) - set(names))
-    if only_data or only_splits:
-        raise MetadataError(
-            f'{path}: image names differ from data.csv: {len(only_data)} only in data.csv '
-            f'({format_items(map(repr, only_data))}), {len(only_splits)} only in the split '
-            f'file ({format_items(map(repr, only_splits))})')
-    for column in wanted:
-        bad = table.loc[~table[column].isin(['train', 'test']), ['name', column]]
-        if len(bad):
-            listing = format_items(f'row {i + 1} ({name!r}: {value!r})'
-                                   for i, name, value in bad.itertuples())
-            raise MetadataError(f'{path}: {column} has values other than train/test in {listing}')
-    return table.set_index('name').loc[names, wanted].reset_index(drop=True)

@@ -69,7 +69,8 @@ import pandas as pd
 import scipy.io
 from openpyxl.utils.exceptions import InvalidFileException
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, validate_meta_info, write_meta_info  # noqa: F401
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
+                                      validate_meta_info, write_meta_info)
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation
 
 MODELS = ('Controlnet', 'DALLE', 'Glide', 'Lafite', 'stable-diffusion', 'Unidiffuser')
@@ -343,36 +344,6 @@ def check_image_files(root, names, image_dir):
 
 # ---------------------------------------------------------------- published splits
 
-def read_published_splits(path, keys, columns):
-    """Split ``columns`` of the CSV ``path`` for the rows whose ``name`` is in ``keys`` (in
-    that order), checked: no duplicate name, same name set, values train/test only.
-
-    Returns (split table aligned to ``keys`` with a fresh index, the whole table aligned)."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ['name', *columns] if c not in table.columns]
-    if missing:
-        raise MetadataError(f'{path}: missing split column(s) {missing}')
-    duplicated = table['name'][table['name'].duplicated()]
-    if len(duplicated):
-        raise MetadataError(f'{path}: duplicated name(s) {format_items(map(repr, duplicated))}')
-    keys = list(keys)
-    only_release = sorted(set(keys) - set(table['name']))
-    only_splits = sorted(set(table['name']) - set(keys))
-    if only_release or only_splits:
-        raise MetadataError(
-            f'{path}: image names differ from the release: {len(only_release)} missing from the '
-            f'split file ({format_items(map(repr, only_release))}), {len(only_splits)} unknown '
-            f'({format_items(map(repr, only_splits))})')
-    for column in columns:
-        bad = table.loc[~table[column].isin(['train', 'test']), ['name', column]]
-        if len(bad):
-            listing = format_items(f'row {i + 1} ({name!r}: {value!r})'
-                                   for i, name, value in bad.itertuples())
-            raise MetadataError(f'{path}: {column} has values other than train/test in {listing}')
-    aligned = table.set_index('name').loc[keys].reset_index()
-    return aligned[list(columns)], aligned
-
-
 def check_one_test_per_cell(path, column, parts, cells, describe):
     """Raise MetadataError unless every cell id in ``cells`` has exactly one 'test' row."""
     counts = pd.Series(np.asarray(parts) == 'test').groupby(np.asarray(cells), sort=False).sum()
@@ -404,7 +375,8 @@ def carve_validation_within_train(parts, groups, val_fraction=VAL_FRACTION, seed
 
 def _add_published_splits(df, path, models, files):
     columns = [f'{s}_split_{i:02d}' for s in PUBLISHED_SCHEMES for i in range(1, N_SPLITS + 1)]
-    published, table = read_published_splits(path, [f'{i}.png' for i in range(N_IMAGES)], columns)
+    table = read_split_manifest(path, [f'{i}.png' for i in range(N_IMAGES)], columns)
+    published = table[list(columns)]
     for column, official in (('model', models), ('model_file', files)):
         if column in table.columns:
             off = np.flatnonzero(table[column].to_numpy(dtype=object) != official)

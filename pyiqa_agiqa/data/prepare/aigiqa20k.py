@@ -52,7 +52,8 @@ set, whose MOS are not public.
 """
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, validate_meta_info, write_meta_info  # noqa: F401
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
+                                      validate_meta_info, write_meta_info)
 from pyiqa_agiqa.data.prepare.agiqa1k import carve_validation_by_image
 from pyiqa_agiqa.data.splits import add_split_columns
 
@@ -61,7 +62,6 @@ VAL_COLUMNS = ('name', 'prompt')
 N_SPLITS = 10
 BASE_SEED = 123
 PUBLISHED_SPLITS = tuple(f'ipce_split_{i:02d}' for i in range(1, N_SPLITS + 1))
-PUBLISHED_VALUES = ('train', 'test')
 NAME_PATTERN = r'^(?P<generator>.+)_(?P<number>\d{4})\.png$'
 
 DATASET_INFO = dict(
@@ -119,7 +119,8 @@ def build_aigiqa20k_meta_info(info_train_csv, published_splits_csv=None, info_va
     df = add_split_columns(df, 'group', 'default', N_SPLITS, (0.7, 0.1, 0.2), BASE_SEED)
     if published_splits_csv is None:
         return df, warnings
-    published = _read_published_splits(published_splits_csv, df['name'])
+    published = read_split_manifest(published_splits_csv, df['name'], PUBLISHED_SPLITS,
+                                    reference='info_train.csv')[list(PUBLISHED_SPLITS)]
     df = pd.concat([df, published], axis=1)
     for i in range(1, N_SPLITS + 1):
         df[f'ipcev_split_{i:02d}'] = carve_validation_by_image(df[f'ipce_split_{i:02d}'], df['name'],
@@ -165,27 +166,3 @@ def _check_val(path, train_names):
                             f'{format_items(map(repr, overlap))}')
     return (f'{path}: {len(raw)} official val images (name, prompt; no MOS published) checked and left out of '
             f'the meta-info')
-
-
-def _read_published_splits(path, names):
-    """Split columns of ``path`` for ``names`` (in that order), checked to be train/test."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ['name', *PUBLISHED_SPLITS] if c not in table.columns]
-    if missing:
-        raise MetadataError(f'{path}: missing split column(s) {missing}')
-    repeated = table['name'][table['name'].duplicated()]
-    if len(repeated):
-        raise MetadataError(f'{path}: duplicated name(s) {format_items(map(repr, repeated))}')
-    only_data = sorted(set(names) - set(table['name']))
-    only_splits = sorted(set(table['name']) - set(names))
-    if only_data or only_splits:
-        raise MetadataError(
-            f'{path}: image names differ from info_train.csv: {len(only_data)} only in info_train.csv '
-            f'({format_items(map(repr, only_data))}), {len(only_splits)} only in the split file '
-            f'({format_items(map(repr, only_splits))})')
-    for column in PUBLISHED_SPLITS:
-        bad = table.loc[~table[column].isin(PUBLISHED_VALUES), ['name', column]]
-        if len(bad):
-            listing = format_items(f'row {i + 1} ({name!r}: {value!r})' for i, name, value in bad.itertuples())
-            raise MetadataError(f'{path}: {column} has values other than train/test in {listing}')
-    return table.set_index('name').loc[list(names), list(PUBLISHED_SPLITS)].reset_index(drop=True)

@@ -54,7 +54,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, validate_meta_info, write_meta_info  # noqa: F401
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
+                                      validate_meta_info, write_meta_info)
 from pyiqa_agiqa.data.prepare.aigciqa2023 import (
     BASE_SEED,
     N_SPLITS,
@@ -62,7 +63,6 @@ from pyiqa_agiqa.data.prepare.aigciqa2023 import (
     carve_validation_within_train,
     check_image_files,
     check_one_test_per_cell,
-    read_published_splits,
     read_xlsx_cells,
 )
 from pyiqa_agiqa.data.splits import add_split_columns
@@ -303,7 +303,7 @@ def _content_warnings(df, path):
 def _add_published_splits(df, path):
     columns = [f'cianet_split_{i:02d}' for i in range(1, N_SPLITS + 1)]
     keys = df['name'].str.rsplit('/', n=1).str[-1].tolist()
-    published, _ = read_published_splits(path, keys, columns)
+    published = read_split_manifest(path, keys, columns)[list(columns)]
     cells = (df['generator'] + ':' + df['group'].astype(str)).to_numpy()
     for column in columns:
         check_one_test_per_cell(path, column, published[column], cells,
