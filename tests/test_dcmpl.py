@@ -394,7 +394,7 @@ def test_option_files_hold_the_published_recipe():
     assert opt['datasets']['train']['meta_info_file'] == './datasets/meta_info/aigciqa2023.csv'
     opt = load_options('dcmpl_agiqa1k.yml')
     check_recipe(opt, 5, False)
-    assert opt['datasets']['train']['meta_info_file'] == './datasets/meta_info/agiqa1k.csv'
+    assert opt['datasets']['train']['meta_info_file'] == 'agiqa1k'  # bundled (MIT)
 
 
 @pytest.mark.parametrize('file, sets', [('dcmpl_agiqa3k.yml', ('agiqa3k_val', 'agiqa3k_test')),

@@ -104,7 +104,8 @@ class AGIQAModel(GeneralIQAModel):
                 self.stages = parse_stages(train_opt, names)
             except ValueError as error:
                 raise ModelOptionError(str(error)) from None
-            self._base_trainable = {n: p.requires_grad for n, p in self.net.named_parameters()}
+            bare = self.get_bare_model(self.net)
+            self._base_trainable = {n: p.requires_grad for n, p in bare.named_parameters()}
             self._enter_stage(0)
         else:
             self.stages = None
@@ -179,7 +180,6 @@ class AGIQAModel(GeneralIQAModel):
     def optimize_parameters(self, current_iter):
         if self._stopped:
             return
-        self.optimizer = self.optimizers[0]
         self.optimizer.zero_grad()
         outputs = self.net_outputs(self.net)
         loss_dict, l_total = OrderedDict(), 0
