@@ -157,6 +157,8 @@ def test_download_without_mirror_or_network_says_where_to_get_it(tmp_path, monke
 
     with pytest.raises(DownloadError, match='no public mirror is known for .pku_i2iqa.*github.com/jiquan123/I2IQA'):
         download_dataset('pku_i2iqa', tmp_path)
+    with pytest.raises(DownloadError, match='no public mirror is known for .aigciqa2023.*wangjiarui153'):
+        download_dataset('aigciqa2023', tmp_path)
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     with pytest.raises(DownloadError, match='AGIQA-3K.zip.*chaofengc/IQA-PyTorch-Datasets.*Offline'):
         download_dataset('agiqa3k', tmp_path, cache_dir=str(tmp_path / 'cache'))
@@ -175,9 +177,10 @@ def test_download_verifies_checksum_and_unpacks(tmp_path, monkeypatch):
     with zipfile.ZipFile(archive, 'w') as zf:
         zf.writestr('AGIQA-3K/a.jpg', b'x')
     monkeypatch.setattr(huggingface_hub, 'hf_hub_download', lambda *a, **k: str(archive))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    with pytest.raises(download.DownloadError, match=f'SHA-256 {digest} differs from the recorded 96401d1f'):
+        download.download_dataset('agiqa3k', tmp_path / 'datasets')  # the recorded digest of the real archive
+    assert not (tmp_path / 'datasets').exists()
+    monkeypatch.setitem(download.MIRRORS, 'agiqa3k', dict(download.MIRRORS['agiqa3k'], sha256=digest))
     out = download.download_dataset('agiqa3k', tmp_path / 'datasets')
     assert (out / 'AGIQA-3K' / 'a.jpg').read_bytes() == b'x'
-    good = hashlib.sha256(archive.read_bytes()).hexdigest()
-    monkeypatch.setitem(download.MIRRORS, 'agiqa3k', dict(download.MIRRORS['agiqa3k'], sha256='0' * 64))
-    with pytest.raises(download.DownloadError, match=f'SHA-256 {good} differs'):
-        download.download_dataset('agiqa3k', tmp_path / 'again')

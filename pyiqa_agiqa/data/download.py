@@ -1,10 +1,10 @@
 """Downloading dataset images from public mirrors on the Hugging Face hub (when online).
 
-Only AGIQA-3K has a mirror kept by pyiqa's author; the others listed here are third-party
-uploads (named as such). A dataset without a known mirror gets a message saying where its
-authors publish it. Each download prints the SHA-256 of the archive; where a reference digest
-is recorded (``sha256``) a mismatch is an error. Digests could not be recorded from this
-project's offline machines: ``sha256`` is None until someone online records them.
+Only AGIQA-3K has a mirror whose content is known: ``AGIQA-3K.zip`` in pyiqa's own dataset
+repository, pinned to the commit that uploaded it, with the SHA-256 that the hub lists for that
+file (its Git LFS object id); a download whose digest differs is an error. Third-party uploads
+of the other datasets exist but their layout and content could not be checked, so they are not
+used: for those datasets the message says where the authors publish them.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Optional
 
 MIRRORS = {
-    'agiqa3k': dict(repo_id='chaofengc/IQA-PyTorch-Datasets', filename='AGIQA-3K.zip', sha256=None,
+    'agiqa3k': dict(repo_id='chaofengc/IQA-PyTorch-Datasets', filename='AGIQA-3K.zip',
+                    revision='e874459ad97a21e02874115a6090722c1ce19f24',
+                    sha256='96401d1f9844ef68092c7f6d5681c8ec90b20c33d238fb4d25033133f10084cf',
                     note="pyiqa's own dataset repository (about 98 MB)"),
-    'aigciqa2023': dict(repo_id='Zevin2023/Assessment_Related_Datasets', filename='AIGCIQA2023.zip', sha256=None,
-                        note='third-party upload of the whole release (about 3.7 GB)'),
 }
 OFFICIAL_SOURCES = {
     'agiqa1k': 'https://github.com/lcysyzxdxc/AGIQA-1k-Database (archive linked from its README)',
@@ -58,16 +58,16 @@ def download_dataset(key: str, dest: os.PathLike, extract: bool = True, cache_di
 
     try:
         archive = Path(hf_hub_download(mirror['repo_id'], mirror['filename'], repo_type='dataset',
-                                       cache_dir=cache_dir))
+                                       revision=mirror['revision'], cache_dir=cache_dir))
     except Exception as error:  # offline, hub down, file moved: all end the same way for the user
         raise DownloadError(
             f"could not download {mirror['filename']} from the Hugging Face dataset {mirror['repo_id']} "
             f"({type(error).__name__}: {str(error)[:200]}). Offline? Get it from {OFFICIAL_SOURCES[key]} "
             f'and unpack it into {dest}') from error
     digest = sha256_of(archive)
-    if mirror['sha256'] and digest != mirror['sha256']:
+    if digest != mirror['sha256']:
         raise DownloadError(f"{archive}: SHA-256 {digest} differs from the recorded {mirror['sha256']}")
-    print(f'{archive.name}: SHA-256 {digest}')
+    print(f'{archive.name}: SHA-256 {digest} (as recorded)')
     if not extract:
         return archive
     dest = Path(dest)
