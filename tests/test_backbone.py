@@ -75,3 +75,20 @@ def test_normalize_uses_clip_statistics_and_expands_grey():
     expected = (grey.repeat(1, 3, 1, 1) - torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(3, 1, 1)) \
         / torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(3, 1, 1)
     assert out.shape == (2, 3, 8, 8) and torch.allclose(out, expected)
+
+
+def test_fine_tuned_checkpoint_needs_no_clip_download(tmp_path, no_network, monkeypatch):
+    """A whole-network checkpoint holds every CLIP weight: the default tag is not fetched."""
+    import pyiqa
+
+    import pyiqa_agiqa  # noqa: F401
+
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    torch.manual_seed(0)
+    trained = pyiqa.create_metric('ipce', pretrained=False, clip_model='AGIQA-Tiny-ViT', device='cpu')
+    path = tmp_path / 'net_best.pth'
+    torch.save({'params': trained.net.state_dict()}, path)
+    loaded = pyiqa.create_metric('ipce', clip_model='AGIQA-Tiny-ViT', device='cpu', pretrained_model_path=str(path),
+                                 cache_dir=str(tmp_path / 'empty_cache'))
+    image = torch.rand(1, 3, 64, 64)
+    assert torch.equal(trained(image, prompt='a cat'), loaded(image, prompt='a cat'))

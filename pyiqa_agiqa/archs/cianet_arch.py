@@ -58,7 +58,7 @@ from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch, warn_truncated
-from .clip_backbone import CLIPBackbone
+from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 AUTHENTICITY_LEVELS = ('bad', 'poor', 'fair', 'good', 'excellent')
 AUTHENTICITY_TEMPLATE = 'The authenticity of the image is {level}'
@@ -207,7 +207,8 @@ class CIANet(nn.Module):
         if output is not None and output not in OUTPUT_NAMES:
             raise ValueError(f"CIANet: output must be None or one of {list(OUTPUT_NAMES)}, got {output!r}")
         self.output = output
-        self.backbone = CLIPBackbone(clip_model, clip_pretrained if pretrained else None, cache_dir)
+        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, pretrained_model_path),
+                                     cache_dir)
         d_model = self.backbone.embed_dim
         self.cia_layer = CIALayer(d_model, n_head)
         self.head = QualityHead(2 * d_model, head_hidden)

@@ -63,7 +63,7 @@ from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg
-from .clip_backbone import CLIPBackbone
+from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 LEVELS = ('terrible', 'bad', 'poor', 'average', 'good', 'perfect')
 # Class thresholds of the reference code (classes only; the MSE loss does not use them).
@@ -173,7 +173,8 @@ class CLIPAGIQA(nn.Module):
         if isinstance(aux_prompts, str):
             aux_prompts = [aux_prompts]
         self.output = output
-        self.backbone = CLIPBackbone(clip_model, clip_pretrained if pretrained else None, cache_dir)
+        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, pretrained_model_path),
+                                     cache_dir)
         self.backbone.requires_grad_(False)
         self.prompt_learner = CoOpPromptLearner(self.backbone, n_ctx, levels, tuple(aux_prompts or ()), ctx_std)
         dim = self.backbone.embed_dim

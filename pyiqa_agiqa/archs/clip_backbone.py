@@ -111,6 +111,14 @@ def resolve_weights(model_name: str, weights: WeightsSpec, cache_dir: Optional[s
     return weights
 
 
+def initial_clip_weights(pretrained: bool, clip_pretrained: WeightsSpec, pretrained_model_path: Optional[str]):
+    """What an architecture builds its CLIP from: nothing (random) when ``pretrained`` is False
+    or when a whole fine-tuned checkpoint (``pretrained_model_path``, which holds every CLIP
+    weight, frozen ones included) will overwrite it; else ``clip_pretrained``. So scoring with
+    fine-tuned weights needs no CLIP download."""
+    return clip_pretrained if pretrained and not pretrained_model_path else None
+
+
 def create_clip(model_name: str, weights: WeightsSpec = 'openai', cache_dir: Optional[str] = None) -> nn.Module:
     """Build an open_clip CLIP model (both towers) on the CPU, in float32."""
     register_plugin_model_configs()

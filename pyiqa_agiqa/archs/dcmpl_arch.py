@@ -97,7 +97,7 @@ from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from .clip_backbone import CLIPBackbone
+from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 QUALITY_TEXTS = ('good photo.', 'bad photo.')
 ALIGNMENT_TEXTS = ('aligned photo.', 'misaligned photo.')
@@ -269,7 +269,8 @@ class DCMPL(nn.Module):
         self.n_ctx = int(n_ctx)
         self.test_stride, self.test_chunk = int(test_stride), int(test_chunk)
 
-        self.backbone = CLIPBackbone(clip_model, clip_pretrained if pretrained else None, cache_dir)
+        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, pretrained_model_path),
+                                     cache_dir)
         self.backbone.requires_grad_(False)
         model = self.backbone.model
         visual = model.visual

@@ -30,7 +30,7 @@ from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch, warn_truncated
-from .clip_backbone import CLIPBackbone
+from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 LEVELS = ('badly', 'poorly', 'fairly', 'well', 'perfectly')
 TEMPLATE = "a photo that {level} matches '{prompt}'"
@@ -151,7 +151,8 @@ class IPCE(nn.Module):
                  large_stride: int = 48, large_side: int = 1024, n_train_patches: int = 8,
                  n_test_patches: int = 15, cache_dir: Optional[str] = None):
         super().__init__()
-        self.backbone = CLIPBackbone(clip_model, clip_pretrained if pretrained else None, cache_dir)
+        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, pretrained_model_path),
+                                     cache_dir)
         self.backbone.model.logit_scale.requires_grad_(False)
         self.views = IPCEViews(patch_size or self.backbone.image_size, min_side, stride, large_stride,
                                large_side, n_train_patches, n_test_patches)
