@@ -7,7 +7,7 @@ import pytest
 
 from pyiqa_agiqa.data.metadata import MetadataError, read_meta_info, write_meta_info
 from pyiqa_agiqa.data.prepare import agiqa1k, aigiqa20k
-from pyiqa_agiqa.data.prepare.agiqa1k import build_agiqa1k_meta_info, carve_validation_by_image
+from pyiqa_agiqa.data.prepare.agiqa1k import build_agiqa1k_meta_info
 from pyiqa_agiqa.data.prepare.aigiqa20k import build_aigiqa20k_meta_info
 from pyiqa_agiqa.data.splits import carve_validation, check_split_disjoint
 
@@ -29,23 +29,20 @@ def assert_group_disjoint(df, column, group='group'):
     assert (sides == 1).all(), f'{column}: groups on several sides: {list(sides.index[sides > 1][:5])}'
 
 
-def test_carve_validation_by_image_equals_generic_rule():
+def test_carve_validation_by_image_keeps_excluded_rows():
+    """Image-level published splits: every image is its own group; EXCLUDED rows stay."""
     rng = np.random.default_rng(3)
     names = np.array([f'img_{i:03d}.jpg' for i in rng.permutation(300)])
     parts = np.where(rng.random(300) < 0.2, 'test', 'train')
-    for seed in (0, 124):
-        np.testing.assert_array_equal(carve_validation_by_image(parts, names, 0.125, seed),
-                                      carve_validation(parts, names, 0.125, seed))
     with_excluded = parts.astype(object)
     with_excluded[5] = 'excluded'
     keep = with_excluded != 'excluded'
-    carved = carve_validation_by_image(with_excluded, names, 0.125, 7)
+    carved = carve_validation(with_excluded, names, 0.125, 7)
     assert carved[5] == 'excluded'
     np.testing.assert_array_equal(carved[keep], carve_validation(parts[keep], names[keep], 0.125, 7))
-    with pytest.raises(ValueError, match='unique names'):
-        carve_validation_by_image(parts[:2], ['a', 'a'])
+    assert (carved == 'val').sum() == round(0.125 * (parts[keep] == 'train').sum())
     with pytest.raises(ValueError, match='CONFLICT'):
-        carve_validation_by_image(['train', 'CONFLICT'], ['a', 'b'])
+        carve_validation(['train', 'CONFLICT'], ['a', 'b'])
 
 
 # ============================================================ AGIQA-1K, fixture

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 PARTS = ('train', 'val', 'test')
+EXCLUDED = 'excluded'  # a row in no part of a split (e.g. a published split's CONFLICT row)
 MAX_REPORTED_GROUPS = 5
 
 
@@ -52,10 +53,11 @@ def carve_validation(parts, groups, val_fraction=0.125, seed=0):
     Rule: the distinct group ids of the train rows are sorted, then shuffled with
     ``numpy.random.default_rng(seed).permutation``; the first ``round(val_fraction * G_train)``
     of them become 'val'. Test rows are returned unchanged, so the test set of a published
-    split is kept exactly (e.g. an 80/20 prompt split becomes 70/10/20 with 0.125).
+    split is kept exactly (e.g. an 80/20 prompt split becomes 70/10/20 with 0.125). For an
+    image-level split pass the image names as groups. Rows valued ``EXCLUDED`` stay as they are.
 
     Args:
-        parts: array-like of length N with values 'train'/'test'.
+        parts: array-like of length N with values 'train'/'test' (or ``EXCLUDED``).
         groups: array-like of length N, the group id of each row.
         val_fraction: fraction of the training groups moved to 'val', in [0, 1].
         seed: integer seed of ``numpy.random.default_rng``.
@@ -67,23 +69,24 @@ def carve_validation(parts, groups, val_fraction=0.125, seed=0):
         ValueError: on values other than train/test, lengths that differ, a fraction outside
             [0, 1], or a group found in both train and test (the message names it).
     """
-    parts = np.asarray(parts, dtype='<U5')
+    parts = np.asarray(parts).astype(str)
     groups = np.asarray(groups)
     if parts.shape != groups.shape:
         raise ValueError(f'parts and groups differ in length: {parts.shape} vs {groups.shape}')
-    unexpected = sorted(set(parts.tolist()) - {'train', 'test'})
+    unexpected = sorted(set(parts.tolist()) - {'train', 'test', EXCLUDED})
     if unexpected:
-        raise ValueError(f'carve_validation expects only train/test, found {unexpected}')
+        raise ValueError(f'carve_validation expects only train/test/{EXCLUDED}, found {unexpected}')
     if not 0 <= val_fraction <= 1:
         raise ValueError(f'val_fraction must be in [0, 1], got {val_fraction}')
-    mixed = _mixed_groups(groups, parts)
+    used = parts != EXCLUDED
+    mixed = _mixed_groups(groups[used], parts[used])
     if mixed:
         raise ValueError(f'groups in both train and test: {_describe(mixed)}')
     train_groups = np.unique(groups[parts == 'train'])
     n_val = round(val_fraction * len(train_groups))
     shuffled = train_groups[np.random.default_rng(seed).permutation(len(train_groups))]
-    carved = parts.copy()
-    carved[np.isin(groups, shuffled[:n_val])] = 'val'
+    carved = parts.astype('<U8')
+    carved[np.isin(groups, shuffled[:n_val]) & (parts == 'train')] = 'val'
     return carved
 
 
@@ -118,8 +121,13 @@ def check_split_disjoint(df, group_col, split_col):
 
 def _mixed_groups(groups, parts):
     """[(group, sorted sides)] for groups spread over several parts, by first appearance."""
-    sides = pd.Series(parts).groupby(groups, sort=False).unique()
-    return [(group, sorted(s)) for group, s in sides.items() if len(s) > 1]
+    frame = pd.DataFrame({'group': groups, 'part': parts})
+    counts = frame.groupby('group', sort=False)['part'].nunique()  # vectorised: fast for many groups
+    mixed = counts.index[counts > 1]
+    if not len(mixed):
+        return []
+    sides = frame[frame['group'].isin(mixed)].groupby('group', sort=False)['part'].unique()
+    return [(group, sorted(s)) for group, s in sides.items()]
 
 
 def _describe(mixed):

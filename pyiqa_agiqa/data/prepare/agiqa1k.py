@@ -72,8 +72,7 @@ numbered by first appearance from 0), then splits:
   whose value equals the phase). With ``'drop'`` the name is not a meta-info row and its
   split values are ignored (reported).
   ``ipcev_split_00..10``: ``ipce_split_NN`` with ``carve_validation(..., val_fraction=0.125,
-  seed=123 + NN)`` using the image name as the group (these are image-level splits; computed
-  by the equivalent, faster ``carve_validation_by_image``): the
+  seed=123 + NN)`` using the image name as the group (these are image-level splits): the
   published test set kept exactly, 1/8 of the training images moved to ``'val'`` for
   checkpoint selection, ``'excluded'`` kept.
 
@@ -87,7 +86,7 @@ import pandas as pd
 
 from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
                                       validate_meta_info, write_meta_info)
-from pyiqa_agiqa.data.splits import add_split_columns
+from pyiqa_agiqa.data.splits import EXCLUDED, add_split_columns, carve_validation
 
 SHEET = 'Sheet1'
 OFFICIAL_COLUMNS = ('Image', 'Prompt', 'MOS')
@@ -101,7 +100,6 @@ BASE_SEED = 123
 PUBLISHED_SPLITS = tuple(f'ipce_split_{i:02d}' for i in range(11))
 PUBLISHED_VALUES = ('train', 'test')
 CONFLICT = 'CONFLICT'
-EXCLUDED = 'excluded'
 
 DATASET_INFO = dict(
     key='agiqa1k',
@@ -172,42 +170,9 @@ def build_agiqa1k_meta_info(mos_xlsx, published_splits_csv=None, duplicate_polic
     df = pd.concat([df, published], axis=1)
     for column in PUBLISHED_SPLITS:
         index = int(column[-2:])
-        df[column.replace('ipce', 'ipcev')] = carve_validation_by_image(df[column], df['name'], 0.125,
+        df[column.replace('ipce', 'ipcev')] = carve_validation(df[column], df['name'], 0.125,
                                                                         BASE_SEED + index)
     return df, warnings
-
-
-def carve_validation_by_image(parts, names, val_fraction=0.125, seed=0):
-    """``carve_validation(parts, names, val_fraction, seed)`` for an image-level split, fast.
-
-    Same rule and result as ``pyiqa_agiqa.data.splits.carve_validation`` with every image its
-    own group (the names are unique): the sorted names of the train rows are shuffled with
-    ``numpy.random.default_rng(seed).permutation`` and the first ``round(val_fraction * N_train)``
-    become ``'val'``. Rows valued ``'excluded'`` (see ``EXCLUDED``) are left as they are;
-    test rows are unchanged. Linear time in the number of rows (the generic function checks
-    group purity with a per-group pandas apply, seconds for 14k one-image groups).
-
-    Raises:
-        ValueError: on duplicated names, values other than train/test/excluded, lengths that
-            differ or a fraction outside [0, 1].
-    """
-    parts = np.asarray(parts, dtype=object)
-    names = np.asarray(names, dtype=object)
-    if parts.shape != names.shape:
-        raise ValueError(f'parts and names differ in length: {parts.shape} vs {names.shape}')
-    if len(set(names.tolist())) != len(names):
-        raise ValueError('carve_validation_by_image needs unique names')
-    unexpected = sorted(set(parts.tolist()) - {'train', 'test', EXCLUDED})
-    if unexpected:
-        raise ValueError(f'carve_validation_by_image expects only train/test/{EXCLUDED}, found {unexpected}')
-    if not 0 <= val_fraction <= 1:
-        raise ValueError(f'val_fraction must be in [0, 1], got {val_fraction}')
-    train_names = np.unique(names[parts == 'train'])
-    n_val = round(val_fraction * len(train_names))
-    val = set(train_names[np.random.default_rng(seed).permutation(len(train_names))][:n_val].tolist())
-    carved = parts.copy()
-    carved[np.fromiter((n in val for n in names.tolist()), dtype=bool, count=len(names))] = 'val'
-    return carved.astype(str)
 
 
 def _read_xlsx(path):

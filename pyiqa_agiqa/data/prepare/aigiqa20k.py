@@ -41,8 +41,7 @@ Output columns: name, mos_quality, prompt, generator, group, then splits:
   random image-level 90/10 splits of the 14k (12,600/1,400 for split 01, 12,599/1,401 for
   the others); NOT prompt-disjoint (50..77 prompts on both sides per split).
   ``ipcev_split_01..10``: ``ipce_split_i`` with ``carve_validation(..., val_fraction=0.125,
-  seed=123 + i)`` using the image name as group (image-level, like the published split;
-  computed by the equivalent, faster ``agiqa1k.carve_validation_by_image``): the
+  seed=123 + i)`` using the image name as group (image-level, like the published split): the
   published test set kept, 1/8 of the training images moved to ``'val'`` for checkpoint
   selection.
 
@@ -54,8 +53,7 @@ import pandas as pd
 
 from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
                                       validate_meta_info, write_meta_info)
-from pyiqa_agiqa.data.prepare.agiqa1k import carve_validation_by_image
-from pyiqa_agiqa.data.splits import add_split_columns
+from pyiqa_agiqa.data.splits import add_split_columns, carve_validation
 
 TRAIN_COLUMNS = ('name', 'prompt', 'mos')
 VAL_COLUMNS = ('name', 'prompt')
@@ -123,7 +121,7 @@ def build_aigiqa20k_meta_info(info_train_csv, published_splits_csv=None, info_va
                                     reference='info_train.csv')[list(PUBLISHED_SPLITS)]
     df = pd.concat([df, published], axis=1)
     for i in range(1, N_SPLITS + 1):
-        df[f'ipcev_split_{i:02d}'] = carve_validation_by_image(df[f'ipce_split_{i:02d}'], df['name'],
+        df[f'ipcev_split_{i:02d}'] = carve_validation(df[f'ipce_split_{i:02d}'], df['name'],
                                                                val_fraction=0.125, seed=BASE_SEED + i)
     return df, warnings
 
