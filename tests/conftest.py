@@ -39,3 +39,16 @@ def dataset_opt(demo_data, phase='train', **extra):
                split_scheme='demo', split_index=1, phase=phase, views=dict(DEMO_VIEWS))
     opt.update(extra)
     return opt
+
+
+def write_synthetic_images(root: Path, names, size: int = 24) -> None:
+    """Small random RGB images at the relative paths ``names`` under ``root`` (a stand-in for a
+    release's image folder; file types follow the extensions)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rng.random((size, size + 8, 3)) * 255).astype('uint8')).save(path)

@@ -42,8 +42,9 @@ def test_test_views_are_fixed_and_labels_can_be_selected_and_scaled(demo_data):
     dataset = build_dataset(dataset_opt(demo_data, 'test', mos_columns=['mos_quality'], mos_divisor=5))
     a, b = dataset[0], dataset[0]
     assert a['img'].shape == (16, 3, 32, 32) and torch.equal(a['img'], b['img'])
-    raw = pd.read_csv(demo_data[0]).set_index('name').loc[a['img_path'].split('/')[-1], 'mos_quality']
-    assert a['mos_label'].shape == (1,) and a['mos_label'].item() == pytest.approx(raw / 5)
+    raw = pd.read_csv(demo_data[0]).set_index('name').loc[a['img_path'].split('/')[-1]]
+    assert a['mos_label'].shape == (1,) and a['mos_label'].item() == pytest.approx(raw['mos_quality'] / 5)
+    assert a['std']['std_quality'].item() == pytest.approx(raw['std_quality'] / 5)  # same scale as the labels
 
 
 def test_without_views_items_are_whole_images(demo_data):

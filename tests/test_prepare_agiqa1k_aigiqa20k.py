@@ -433,3 +433,45 @@ def test_real_aigiqa20k_mos_match_assembled_file(real_20k):
     np.testing.assert_allclose(other['mos'].to_numpy(), df['mos_quality'].to_numpy(), atol=1e-8)
     assert (other['prompt'].to_numpy() == df['prompt'].to_numpy()).all()
     assert (other['generator'].to_numpy() == df['generator'].to_numpy()).all()
+
+
+@pytest.mark.parametrize('key', ['agiqa1k', 'agiqa3k'])
+def test_bundled_loaders_yield_batches(key, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from pyiqa.data import build_dataset
+
+    from conftest import write_synthetic_images
+    from pyiqa_agiqa.data import bundled_meta_info
+
+    table = pd.read_csv(bundled_meta_info()[key])
+    test_rows = table[table['default_split_01'] == 'test']
+    write_synthetic_images(tmp_path, test_rows['name'])
+    dataset = build_dataset(dict(name=key, type='AGIQADataset', meta_info_file=key, dataroot_target=str(tmp_path),
+                                 split_index=1, phase='test', augment={'resize': 16, 'center_crop': 16}))
+    batch = next(iter(DataLoader(dataset, batch_size=4)))
+    assert len(dataset) == len(test_rows) and batch['img'].shape == (4, 3, 16, 16)
+    assert batch['prompt'][0] == test_rows.iloc[0]['prompt']
+    assert batch['labels']['mos_quality'][0].item() == pytest.approx(test_rows.iloc[0]['mos_quality'], rel=1e-6)
+    assert ('std' in batch) == (key == 'agiqa3k')
+
+
+def test_aigiqa20k_loader_yields_batches(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from pyiqa.data import build_dataset
+
+    from conftest import write_synthetic_images
+
+    rows = [(f'SDXL_{i:04d}.png', f'prompt {i // 2}', 1 + i % 4) for i in range(40)]
+    info = tmp_path / 'info_train.csv'
+    pd.DataFrame(rows).to_csv(info, header=False, index=False)
+    table, _ = build_aigiqa20k_meta_info(info)
+    meta = tmp_path / 'meta.csv'
+    write_meta_info(table, meta)
+    write_synthetic_images(tmp_path / 'train', table['name'])
+    dataset = build_dataset(dict(name='20k', type='AGIQADataset', meta_info_file=str(meta),
+                                 dataroot_target=str(tmp_path / 'train'), split_index=1, phase='train',
+                                 augment={'resize': 16, 'center_crop': 16, 'hflip': True}))
+    batch = next(iter(DataLoader(dataset, batch_size=4)))
+    assert batch['img'].shape == (4, 3, 16, 16) and batch['generator'][0] == 'SDXL'

@@ -573,3 +573,40 @@ def test_pku_real_splits(pku_real):
         assert df[column].value_counts().to_dict() == {'train': 1050, 'val': 150, 'test': 400}
         by_part = groups_by_part(df, column)
         assert not by_part['val'] & by_part['train'] and len(by_part['test']) == 200
+
+
+def _loader_batch(table, root, tmp_path, **extra):
+    """Write ``table`` as meta-info, images for its default_split_01 test part, one batch."""
+    from torch.utils.data import DataLoader
+
+    from pyiqa.data import build_dataset
+
+    from conftest import write_synthetic_images
+
+    meta = tmp_path / 'meta_info.csv'
+    write_meta_info(table, meta)
+    test_rows = table[table['default_split_01'] == 'test']
+    write_synthetic_images(root, test_rows['name'].tolist() + test_rows.get('ref_name', pd.Series([])).tolist())
+    dataset = build_dataset(dict(name='t', type='AGIQADataset', meta_info_file=str(meta), dataroot_target=str(root),
+                                 split_scheme='default', split_index=1, phase='test',
+                                 augment={'resize': 16, 'center_crop': 16}, **extra))
+    assert len(dataset) == len(test_rows)
+    return next(iter(DataLoader(dataset, batch_size=4))), test_rows
+
+
+def test_aigciqa2023_loader_yields_batches(aig_built, tmp_path):
+    batch, rows = _loader_batch(aig_built[0], tmp_path / 'release', tmp_path)
+    assert batch['img'].shape == (4, 3, 16, 16) and batch['mos_label'].shape == (4, 3)
+    assert set(batch['labels']) == {'mos_quality', 'mos_authenticity', 'mos_correspondence'}
+    assert set(batch['std']) == {'std_quality', 'std_authenticity', 'std_correspondence'}
+    first = rows.iloc[0]
+    assert batch['img_path'][0].endswith(first['name']) and batch['prompt'][0] == first['prompt']
+    assert batch['labels']['mos_quality'][0].item() == pytest.approx(first['mos_quality'], rel=1e-6)
+    assert batch['generator'][0] == first['generator']
+
+
+def test_pku_loader_yields_batches_with_source_images(pku_built, tmp_path):
+    batch, rows = _loader_batch(pku_built[0], tmp_path / 'release', tmp_path, load_reference=True)
+    assert batch['img'].shape == batch['ref_img'].shape == (4, 3, 16, 16)
+    assert batch['ref_path'][0].endswith(rows.iloc[0]['ref_name'])
+    assert set(batch['labels']) == {'mos_quality', 'mos_authenticity', 'mos_correspondence'}

@@ -28,8 +28,10 @@ Options (a dataset block of a pyiqa option file):
     plus pyiqa's loader keys (batch_size_per_gpu, num_worker_per_gpu, use_shuffle, ...).
 
 Each item: ``img`` (3, H, W) in [0, 1], or (V, 3, P, P) with ``views``; ``mos_label``
-(D,) float; ``labels`` {column: float tensor}; ``prompt`` str; ``img_path`` str;
-``generator`` str when the meta-info has it.
+(D,) float; ``labels`` {column: float tensor}; ``std`` {column: float tensor} with the
+published standard deviations (``std_*`` columns) when the meta-info has them, on the same
+scale as the labels; ``prompt`` str; ``img_path`` str; ``generator`` str when the meta-info
+has it; ``ref_img`` / ``ref_path`` with ``load_reference``.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class AGIQADataset(BaseIQADataset):
             raise DatasetOptionError(f'mos_columns {missing} not in {self.meta_info_path}; '
                                      f'label columns there: {[c for c in self.meta_info.columns if c.startswith("mos_")]}')
         self.mos_columns = list(mos_columns)
+        self.std_columns = [c for c in self.meta_info.columns if c.startswith('std_')]
         if opt.get('dataroot_target') is None:
             raise DatasetOptionError(f"dataset '{opt.get('name')}': option dataroot_target (image folder) is required")
         root = os.path.expanduser(opt['dataroot_target'])
@@ -120,7 +123,7 @@ class AGIQADataset(BaseIQADataset):
             raise DatasetOptionError(f'load_reference needs a ref_name column, which {self.meta_info_path} lacks')
         self.paths_mos = [
             dict(row=i, img_path=os.path.join(root, str(r['name'])), prompt=str(r['prompt']),
-                 labels=[float(r[c]) for c in self.mos_columns],
+                 labels=[float(r[c]) for c in self.mos_columns], stds=[float(r[c]) for c in self.std_columns],
                  generator=str(r['generator']) if has_generator else None,
                  ref_path=os.path.join(root, str(r['ref_name'])) if self.load_reference else None)
             for i, r in enumerate(self.meta_info.to_dict('records'))
@@ -132,6 +135,7 @@ class AGIQADataset(BaseIQADataset):
             raise DatasetOptionError(f'mos_divisor must be > 0, got {divisor}')
         for item in self.paths_mos:
             item['labels'] = [v / divisor for v in item['labels']]
+            item['stds'] = [v / divisor for v in item['stds']]
 
     def get_split(self, opt):
         index = opt.get('split_index')
@@ -193,6 +197,8 @@ class AGIQADataset(BaseIQADataset):
         labels = torch.tensor(item['labels'], dtype=torch.float32)
         sample = {'img': self.load_image(item['img_path']), 'mos_label': labels,
                   'labels': dict(zip(self.mos_columns, labels)), 'prompt': item['prompt'], 'img_path': item['img_path']}
+        if self.std_columns:
+            sample['std'] = dict(zip(self.std_columns, torch.tensor(item['stds'], dtype=torch.float32)))
         if item['generator'] is not None:
             sample['generator'] = item['generator']
         if item['ref_path'] is not None:
