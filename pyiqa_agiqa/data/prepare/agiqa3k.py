@@ -31,8 +31,8 @@ std_correspondence (= std_align), generator, group, adj1, adj2, style, then spli
 
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
-                                      validate_meta_info, write_meta_info)
+from pyiqa_agiqa.data.metadata import (MetadataError, read_split_manifest,
+                                      validate_meta_info)
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation, check_split_disjoint
 
 OFFICIAL_COLUMNS = ('name', 'prompt', 'adj1', 'adj2', 'style',

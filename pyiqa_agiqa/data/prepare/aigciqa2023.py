@@ -69,8 +69,8 @@ import pandas as pd
 import scipy.io
 from openpyxl.utils.exceptions import InvalidFileException
 
-from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
-                                      validate_meta_info, write_meta_info)
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,
+                                      validate_meta_info)
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation
 
 MODELS = ('Controlnet', 'DALLE', 'Glide', 'Lafite', 'stable-diffusion', 'Unidiffuser')

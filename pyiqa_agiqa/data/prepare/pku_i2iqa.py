@@ -54,8 +54,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,  # noqa: F401
-                                      validate_meta_info, write_meta_info)
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,
+                                      validate_meta_info)
 from pyiqa_agiqa.data.prepare.aigciqa2023 import (
     BASE_SEED,
     N_SPLITS,
