@@ -7,7 +7,7 @@ a ``str`` for a single image, or a list / tuple with one ``str`` per image of th
 from __future__ import annotations
 
 import warnings
-from typing import Callable, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 PromptArg = Union[str, Sequence[str], None]
 
@@ -51,22 +51,25 @@ def prompts_for_batch(prompt: PromptArg, batch_size: int, metric: str = 'this me
     return prompts
 
 
-def warn_truncated(texts: Sequence[str], count_tokens: Callable[[Sequence[str]], List[int]],
-                   context_length: int, metric: str = 'this metric') -> Optional[int]:
-    """Warn (once per call) when texts exceed the text tower's context and will be truncated.
+def warn_truncated(texts: Sequence[str], tokens, metric: str = 'this metric') -> Optional[int]:
+    """Warn (once per call) when texts fill the whole context of the text tower: those longer
+    than it were truncated by the tokenizer (a text of exactly the context length is flagged
+    too: the tokens cannot tell the two apart).
 
-    Returns the number of truncated texts (None when there are none).
+    Args:
+        texts: the N texts.
+        tokens: (N, L) token ids as the tokenizer returned them (zero-padded).
+    Returns:
+        the number of texts flagged, or None.
     """
-    lengths = count_tokens(texts)
-    n_long = sum(n > context_length for n in lengths)
-    if n_long:
-        worst = max(range(len(texts)), key=lambda i: lengths[i])
-        warnings.warn(
-            f'{metric}: {n_long} of {len(texts)} texts exceed the {context_length}-token context of '
-            f'the text encoder and are truncated (longest: {lengths[worst]} tokens, '
-            f'"{texts[worst][:60]}..."). This follows the published method.',
-            UserWarning,
-            stacklevel=3,
-        )
-        return n_long
-    return None
+    full = (tokens[:, -1] != 0).nonzero().flatten().tolist()
+    if not full:
+        return None
+    warnings.warn(
+        f'{metric}: {len(full)} of {len(texts)} texts fill the {tokens.shape[1]}-token context of the text '
+        f'encoder; longer ones are truncated (e.g. "{texts[full[0]][:60]}..."). This follows the published '
+        'method.',
+        UserWarning,
+        stacklevel=3,
+    )
+    return len(full)

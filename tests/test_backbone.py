@@ -61,11 +61,14 @@ def test_tokenizer_truncates_long_texts_and_warns():
     assert tokens.shape == (2, 77)
     eot = backbone.tokenizer.eot_token_id
     assert tokens[1, -1] == eot and (tokens[0] == eot).nonzero().item() == 3
-    with pytest.warns(UserWarning, match='1 of 2 texts exceed the 77-token context'):
-        warn_truncated(['a cat', long_text], backbone.count_tokens, 77)
+    with pytest.warns(UserWarning, match='1 of 2 texts fill the 77-token context'):
+        assert warn_truncated(['a cat', long_text], tokens) == 1
+    with pytest.warns(UserWarning, match='TEST: 1 of 2 texts fill'):
+        backbone.encode_text(['a cat', long_text], warn_as='TEST')
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        assert warn_truncated(['a cat'], backbone.count_tokens, 77) is None
+        assert warn_truncated(['a cat'], backbone.tokenize(['a cat'])) is None
+        backbone.encode_text(['a cat'], warn_as='TEST')
 
 
 def test_normalize_uses_clip_statistics_and_expands_grey():

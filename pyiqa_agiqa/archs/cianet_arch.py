@@ -57,7 +57,7 @@ from torch import nn
 from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
-from ..prompts import PromptArg, prompts_for_batch, warn_truncated
+from ..prompts import PromptArg, prompts_for_batch
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 AUTHENTICITY_LEVELS = ('bad', 'poor', 'fair', 'good', 'excellent')
@@ -224,9 +224,8 @@ class CIANet(nn.Module):
 
     def embed(self, x: torch.Tensor, prompts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unnormalised embeddings: images (B, D), prompts (B, D), authenticity texts (5, D)."""
-        warn_truncated(prompts, self.backbone.count_tokens, self.backbone.context_length, 'CIA-Net')
         img = self.backbone.encode_image(self.preprocess(x))
-        txt = self.backbone.encode_text(prompts)
+        txt = self.backbone.encode_text(prompts, warn_as='CIA-Net')
         auth = self.backbone.encode_text(authenticity_texts())
         return img, txt, auth
 

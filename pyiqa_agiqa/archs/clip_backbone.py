@@ -32,6 +32,8 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.pretrained import get_pretrained_cfg
 from torch import nn
 
+from ..prompts import warn_truncated
+
 _PLUGIN_CONFIG_DIR = Path(__file__).resolve().parent / 'model_configs'
 _configs_registered = False
 
@@ -189,9 +191,13 @@ class CLIPBackbone(nn.Module):
         """(N, 3, S, S) images in [0, 1] -> (N, embed_dim) unnormalised embeddings."""
         return self.model.encode_image(self.normalize(x) if normalize_input else x)
 
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """(N,) texts -> (N, embed_dim) unnormalised embeddings."""
-        return self.model.encode_text(self.tokenize(texts))
+    def encode_text(self, texts: Sequence[str], warn_as: Optional[str] = None) -> torch.Tensor:
+        """(N,) texts -> (N, embed_dim) unnormalised embeddings. With ``warn_as`` (a metric
+        name), texts that fill the context (truncated ones) are reported with a warning."""
+        tokens = self.tokenize(texts)
+        if warn_as:
+            warn_truncated(texts, tokens, warn_as)
+        return self.model.encode_text(tokens)
 
     def logit_scale(self) -> torch.Tensor:
         """exp(logit_scale): 100 for OpenAI weights, about 14.3 at random initialisation."""

@@ -29,7 +29,7 @@ from torch import nn
 from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
-from ..prompts import PromptArg, prompts_for_batch, warn_truncated
+from ..prompts import PromptArg, prompts_for_batch
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 LEVELS = ('badly', 'poorly', 'fairly', 'well', 'perfectly')
@@ -162,8 +162,7 @@ class IPCE(nn.Module):
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """(B,) prompts -> (B, 5, D) L2-normalised level-text embeddings."""
         texts = [t for p in prompts for t in correspondence_texts(p)]
-        warn_truncated(texts, self.backbone.count_tokens, self.backbone.context_length, 'IPCE')
-        feats = F.normalize(self.backbone.encode_text(texts), dim=-1)
+        feats = F.normalize(self.backbone.encode_text(texts, warn_as='IPCE'), dim=-1)
         return feats.view(len(prompts), len(LEVELS), -1)
 
     def level_logits(self, views: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:
