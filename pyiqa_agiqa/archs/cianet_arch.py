@@ -54,10 +54,10 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch import nn
 
-from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
+from ..weights import load_network_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 AUTHENTICITY_LEVELS = ('bad', 'poor', 'fair', 'good', 'excellent')
@@ -215,7 +215,7 @@ class CIANet(nn.Module):
         self.register_buffer('levels', torch.arange(1, len(AUTHENTICITY_LEVELS) + 1, dtype=torch.float32),
                              persistent=False)
         if pretrained and pretrained_model_path:
-            load_pretrained_network(self, pretrained_model_path, True, weight_keys='params')
+            load_network_weights(self, pretrained_model_path)
 
     # ----- pieces, each usable on its own -----
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:

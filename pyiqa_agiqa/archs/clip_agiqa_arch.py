@@ -59,10 +59,10 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from torch import nn
 
-from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg
+from ..weights import load_network_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 LEVELS = ('terrible', 'bad', 'poor', 'average', 'good', 'perfect')
@@ -191,7 +191,7 @@ class CLIPAGIQA(nn.Module):
         self.crop_scale, self.crop_ratio = [float(v) for v in crop_scale], [float(v) for v in crop_ratio]
         self.backbone.eval()
         if pretrained and pretrained_model_path:
-            load_pretrained_network(self, pretrained_model_path, True, weight_keys='params')
+            load_network_weights(self, pretrained_model_path)
 
     def train(self, mode: bool = True):
         """Train mode for the prompt learner and the head; the frozen CLIP stays in eval mode."""

@@ -7,8 +7,11 @@ Weights (argument ``weights``):
   the Hugging Face cache if it is there, otherwise downloaded by open_clip. Offline with no
   cached copy this fails at once with :class:`WeightsUnavailableError`, which says how to
   supply a local file;
-- a path to a local checkpoint file (``open_clip_pytorch_model.bin``, an OpenAI ``.pt`` or
-  any state dict open_clip can load);
+- a path to a local checkpoint file (``open_clip_pytorch_model.bin``, ``.safetensors`` or any
+  state dict open_clip can convert), read as tensors only: a file that needs pickle execution,
+  such as the TorchScript ``ViT-B-32.pt`` of OpenAI's ``clip`` package, is refused with
+  :class:`~pyiqa_agiqa.weights.UnsafeWeightsError` (convert a trusted one with
+  ``pyiqa-agiqa convert-weights``);
 - ``None`` / ``False``: random initialisation, no file is read and nothing is downloaded.
 
 Networks of the plugin take images in [0, 1]; :meth:`CLIPBackbone.normalize` applies the
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import socket
 import warnings
 from pathlib import Path
@@ -33,6 +37,7 @@ from open_clip.pretrained import get_pretrained_cfg
 from torch import nn
 
 from ..prompts import warn_truncated
+from ..weights import UnsafeWeightsError, unsafe_or_unreadable
 
 _PLUGIN_CONFIG_DIR = Path(__file__).resolve().parent / 'model_configs'
 _configs_registered = False
@@ -132,7 +137,14 @@ def create_clip(model_name: str, weights: WeightsSpec = 'openai', cache_dir: Opt
     quiet = _logging_disabled(logging.WARNING) if pretrained is None else contextlib.nullcontext()
     with warnings.catch_warnings(), quiet:
         warnings.filterwarnings('ignore', message='QuickGELU mismatch')
-        return open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
+        warnings.filterwarnings('ignore', message='.*TorchScript archive')
+        try:  # open_clip reads checkpoints with torch.load(weights_only=True) or safetensors
+            return open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
+        except (pickle.UnpicklingError, RuntimeError) as error:
+            refused = unsafe_or_unreadable(pretrained, error)
+            if isinstance(refused, UnsafeWeightsError):
+                raise refused from None
+            raise
 
 
 @contextlib.contextmanager

@@ -93,10 +93,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
+from ..weights import load_network_weights, load_state_dict
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 QUALITY_TEXTS = ('good photo.', 'bad photo.')
@@ -302,7 +302,7 @@ class DCMPL(nn.Module):
         self.register_buffer('pixel_std', torch.tensor(std).view(3, 1, 1), persistent=False)
 
         if pretrained and pretrained_model_path:
-            load_pretrained_network(self, pretrained_model_path, True, weight_keys='params')
+            load_network_weights(self, pretrained_model_path)
 
     # ----- prompts -----
     def main_prompts(self):
@@ -377,7 +377,7 @@ class DCMPL(nn.Module):
         as they are (the base has none).
         """
         def state(src):
-            return dict(src) if isinstance(src, dict) else torch.load(src, map_location='cpu', weights_only=True)
+            return dict(src) if isinstance(src, dict) else load_state_dict(src, key=None)
 
         parts = [(self.prompt_learner_tar, state(tar))]
         if self.use_aux:

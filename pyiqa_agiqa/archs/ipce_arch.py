@@ -26,10 +26,10 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch import nn
 
-from pyiqa.archs.arch_util import load_pretrained_network
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
+from ..weights import load_network_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 LEVELS = ('badly', 'poorly', 'fairly', 'well', 'perfectly')
@@ -157,7 +157,7 @@ class IPCE(nn.Module):
         self.views = IPCEViews(patch_size or self.backbone.image_size, min_side, stride, large_stride,
                                large_side, n_train_patches, n_test_patches)
         if pretrained and pretrained_model_path:
-            load_pretrained_network(self, pretrained_model_path, True, weight_keys='params')
+            load_network_weights(self, pretrained_model_path)
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """(B,) prompts -> (B, 5, D) L2-normalised level-text embeddings."""
