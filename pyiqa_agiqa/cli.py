@@ -9,6 +9,7 @@
     pyiqa-agiqa prepare agiqa3k --data data.csv -o meta.csv         build a meta-info CSV
     pyiqa-agiqa prepare aigciqa2023 --release ./AIGCIQA2023 -o m.csv  (from the release folder)
     pyiqa-agiqa download agiqa3k --dest ./datasets                  images from a public mirror
+    pyiqa-agiqa convert-weights --trust-pickle old.pth -o w.safetensors   tensors-only copy of a trusted file
 """
 
 from __future__ import annotations
@@ -62,9 +63,26 @@ def cmd_score(args) -> int:
 
 
 def cmd_train(args, rest: List[str]) -> int:
-    from pyiqa_agiqa.train import run_nsplits, run_training
+    from pyiqa_agiqa.training import distributed
+    from pyiqa_agiqa.training.nsplits import run_nsplits
+    from pyiqa_agiqa.training.pipeline import run_training
 
-    (run_nsplits if args.command == 'train-nsplits' else run_training)(rest)
+    try:
+        (run_nsplits if args.command == 'train-nsplits' else run_training)(rest)
+    finally:
+        distributed.destroy()
+    return 0
+
+
+def cmd_convert_weights(args) -> int:
+    from pyiqa_agiqa.weights import convert_trusted_checkpoint
+
+    if not args.trust_pickle:
+        raise SystemExit('error: convert-weights runs code from the input file; pass --trust-pickle if (and only if) '
+                         'you trust where it comes from')
+    if os.path.exists(args.output) and not args.overwrite:
+        raise SystemExit(f'error: {args.output} exists; pass --overwrite to replace it')
+    print(f'tensors written to {convert_trusted_checkpoint(args.input, args.output, key=args.key)}')
     return 0
 
 
@@ -138,19 +156,47 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument('-o', '--output', required=True, help='meta-info CSV to write')
     prepare.add_argument('--overwrite', action='store_true', help='replace an existing output file')
 
+    convert = sub.add_parser('convert-weights', help='turn a trusted pickled checkpoint into tensors-only weights')
+    convert.add_argument('input', help='a checkpoint that needs pickle execution (.pth, .pt, TorchScript)')
+    convert.add_argument('-o', '--output', required=True, help='output file (.safetensors recommended, or .pth)')
+    convert.add_argument('--trust-pickle', action='store_true', help='required: loading the input runs its code')
+    convert.add_argument('--key', default='params', help="key of the state dict inside the file (default 'params')")
+    convert.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+
     download = sub.add_parser('download', help='fetch dataset images from a public mirror (online only)')
     download.add_argument('dataset', choices=['agiqa1k', 'agiqa3k', 'aigciqa2023', 'pku_i2iqa', 'aigiqa20k'])
     download.add_argument('--dest', default='./datasets', help='folder to unpack into')
     return parser
 
 
+def _one_line_errors():
+    """Error types printed as one line (their messages name the problem and the fix)."""
+    from pyiqa_agiqa.errors import OptionError, TrainingError
+    from pyiqa_agiqa.weights import UnsafeWeightsError, WeightsFormatError
+
+    return (OptionError, TrainingError, UnsafeWeightsError, WeightsFormatError, FileNotFoundError)
+
+
+def _run(command, *args) -> int:
+    try:
+        return command(*args)
+    except _one_line_errors() as error:
+        from pyiqa_agiqa.training.distributed import rank
+
+        prefix = f'[rank {rank()}] ' if rank() else ''
+        print(f'{prefix}error: {" ".join(str(error).split())}', file=sys.stderr, flush=True)
+        return 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     if argv and argv[0] in ('train', 'train-nsplits'):
-        return cmd_train(argparse.Namespace(command=argv[0]), argv[1:])
+        return _run(cmd_train, argparse.Namespace(command=argv[0]), argv[1:])
     args = parser.parse_args(argv)
-    return {'score': cmd_score, 'demo': cmd_demo, 'prepare': cmd_prepare, 'download': cmd_download}[args.command](args)
+    commands = {'score': cmd_score, 'demo': cmd_demo, 'prepare': cmd_prepare, 'download': cmd_download,
+                'convert-weights': cmd_convert_weights}
+    return _run(commands[args.command], args)
 
 
 if __name__ == '__main__':

@@ -52,3 +52,26 @@ def write_synthetic_images(root: Path, names, size: int = 24) -> None:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray((rng.random((size, size + 8, 3)) * 255).astype('uint8')).save(path)
+
+
+@pytest.fixture
+def pyiqa_log():
+    """Messages of pyiqa's logger (it does not propagate to the root logger, so caplog misses it)."""
+    import logging
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    handler = Collect()
+    logger = logging.getLogger('pyiqa')
+    level = logger.level  # INFO is dropped if an earlier create_metric initialised pyiqa's logger
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -2,7 +2,6 @@
 authenticity, the length-one CIA layer), batch independence, the pairwise fidelity loss, metric
 entries, the published architecture, and training with the shipped option files."""
 
-import inspect
 import math
 
 import numpy as np
@@ -346,16 +345,6 @@ def _tiny_overrides(opt, demo_data, name):
     return opt
 
 
-def _has_mean_metrics():
-    from pyiqa_agiqa.models.agiqa_model import AGIQAModel
-    return 'mean_' in inspect.getsource(AGIQAModel)
-
-
-def _has_stages():
-    from pyiqa_agiqa.models import agiqa_model
-    return 'stages' in getattr(agiqa_model, 'TRAIN_KEYS', ())
-
-
 def test_agiqa3k_options_train_without_stages(demo_data, tmp_path, monkeypatch):
     """The AGIQA-3K option file on demo data with a tiny CLIP; `train.stages` is replaced by a
     plain optim / scheduler / total_epoch (the stage runner is tested below)."""
@@ -376,8 +365,6 @@ def test_agiqa3k_options_train_without_stages(demo_data, tmp_path, monkeypatch):
     train.pop('stages')
     train.update(optim={'type': 'AdamW', 'lr': 1e-3, 'weight_decay': 1e-3},
                  scheduler={'type': 'MultiStepLR', 'milestones': [1], 'gamma': 0.1}, total_epoch=2)
-    if not _has_mean_metrics():
-        opt['val']['key_metric'] = 'srcc_plcc'
     path = tmp_path / 'cianet_plain.yml'
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
     results = run_training(['-opt', str(path)], root_path=str(tmp_path))
@@ -391,7 +378,6 @@ def test_agiqa3k_options_train_without_stages(demo_data, tmp_path, monkeypatch):
     assert epoch_loss[1] < epoch_loss[0], epoch_loss
 
 
-@pytest.mark.skipif(not _has_stages(), reason='needs train.stages')
 def test_agiqa3k_options_run_with_their_stages(demo_data, tmp_path):
     """The unmodified stage structure of the AGIQA-3K option file, with tiny data, model and
     epochs (1 + 2); the head stage freezes CLIP, the second starts from the best of the first."""

@@ -102,5 +102,8 @@ def test_prepare_dispatches_to_every_converter(tmp_path, capsys):
     assert 'dreamStudio_8_9_1_1.jpg' in capsys.readouterr().err
     with pytest.raises(ValueError, match='aigciqa2023: give --release'):
         main(['prepare', 'aigciqa2023', '-o', str(tmp_path / 'x.csv')])
-    with pytest.raises(FileNotFoundError, match='pic-index.xlsx'):
-        main(['prepare', 'aigciqa2023', '--release', str(tmp_path), '-o', str(tmp_path / 'x.csv')])
+    capsys.readouterr()
+    assert main(['prepare', 'aigciqa2023', '--release', str(tmp_path), '-o', str(tmp_path / 'x.csv')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: AIGCIQA2023 release file(s) not found') and 'pic-index.xlsx' in err
+    assert err.count('\n') == 1  # one line, no traceback

@@ -12,7 +12,7 @@ from pyiqa.data import build_dataset
 from pyiqa_agiqa.data.agiqa_dataset import DatasetOptionError, bundled_meta_info
 from pyiqa_agiqa.data.image_io import ImageReadError, load_rgb
 
-from conftest import dataset_opt
+from conftest import DEMO_VIEWS, dataset_opt
 
 
 def test_train_batches_carry_views_labels_and_prompts(demo_data):
@@ -63,7 +63,10 @@ def test_bundled_agiqa3k_meta_info_is_found():
 
 @pytest.mark.parametrize('extra, message', [
     ({'augmnet': {'hflip': True}}, "unknown option\\(s\\) \\['augmnet'\\]"),
-    ({'augment': {'hflp': True}}, "unknown augment key\\(s\\) \\['hflp'\\]"),
+    ({'augment': {'hflp': True}}, "unknown option\\(s\\) \\['hflp'\\] in section dataset 'demo_train'.augment "
+                                  "\\('hflp' -> did you mean 'hflip'\\?\\)"),
+    ({'views': dict(DEMO_VIEWS, n_trian=4)}, "\\['n_trian'\\] in section dataset 'demo_train'.views "
+                                             "\\('n_trian' -> did you mean 'n_train'\\?\\)"),
     ({'split_index': 7}, "split 'demo_split_07' is not a column"),
     ({'mos_columns': ['mos_authenticity']}, "mos_columns \\['mos_authenticity'\\] not in"),
     ({'views': {'type': 'Nope'}}, 'views.type must be one of'),

@@ -337,13 +337,7 @@ def load_options(name):
 
 
 def tiny_run_options(opt, demo_data, tmp_path, name):
-    """The option file on the demo data with the tiny CLIP, one epoch, no tensorboard.
-
-    The lead has not finished ``train.stages`` yet: while AGIQAModel does not accept it, the
-    single stage is replaced by the equivalent plain optim / total_epoch (early stop dropped).
-    """
-    from pyiqa_agiqa.models.agiqa_model import TRAIN_KEYS
-
+    """The option file on the demo data with the tiny CLIP, one epoch, no tensorboard."""
     csv, images = demo_data
     for block in opt['datasets'].values():
         block.update(meta_info_file=str(csv), dataroot_target=str(images), split_scheme='demo',
@@ -352,11 +346,7 @@ def tiny_run_options(opt, demo_data, tmp_path, name):
     opt['network'].update(clip_model='AGIQA-Tiny-ViT', pretrained=False, test_stride=16)
     opt.update(name=name, split_num=None, save_final_results_path=None)
     opt['train']['total_epoch'] = 1
-    if 'stages' in TRAIN_KEYS:
-        opt['train']['stages'][0]['epochs'] = 1
-    else:
-        stage = opt['train'].pop('stages')[0]
-        opt['train']['optim'] = stage['optim']
+    opt['train']['stages'][0]['epochs'] = 1
     opt['val']['val_freq'] = 2
     opt['logger'].update(use_tb_logger=False, print_freq=1)
     path = tmp_path / f'{name}.yml'

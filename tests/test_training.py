@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from pyiqa_agiqa.demo.run import demo_options
-from pyiqa_agiqa.models.agiqa_model import ModelOptionError
+from pyiqa_agiqa.errors import OptionError
 from pyiqa_agiqa.train import run_training
 
 from conftest import DEMO_VIEWS, REPO, TINY
@@ -106,11 +106,11 @@ def test_training_lowers_the_loss(demo_data):
 def test_unknown_model_options_are_refused(demo_data, tmp_path):
     opt = tiny_options(demo_data, 'bad_options')
     opt['train']['lossses'] = opt['train'].pop('losses')
-    with pytest.raises(ModelOptionError, match="unknown option\\(s\\) \\['lossses'\\] in section train"):
+    with pytest.raises(OptionError, match="unknown option\\(s\\) \\['lossses'\\] in section train"):
         run_training(['-opt', str(write(opt, tmp_path))], root_path=str(tmp_path))
     opt = tiny_options(demo_data, 'bad_target')
     opt['targets'] = {'quality': 'mos_quality'}
-    with pytest.raises(ModelOptionError, match="targets name outputs \\['quality'\\]"):
+    with pytest.raises(OptionError, match="targets name outputs \\['quality'\\]"):
         run_training(['-opt', str(write(opt, tmp_path))], root_path=str(tmp_path))
 
 
@@ -140,29 +140,6 @@ def staged_options(demo_data, name, stages, total_epoch):
     del opt['train']['optim'], opt['train']['scheduler']
     opt['train'].update(stages=stages, total_epoch=total_epoch)
     return opt
-
-
-@pytest.fixture
-def pyiqa_log():
-    """Messages of pyiqa's logger (its log file is set only by the first training of a process)."""
-    import logging
-
-    class Collect(logging.Handler):
-        def __init__(self):
-            super().__init__()
-            self.messages = []
-
-        def emit(self, record):
-            self.messages.append(record.getMessage())
-
-    handler = Collect()
-    logger = logging.getLogger('pyiqa')
-    level = logger.level  # INFO is dropped if an earlier create_metric initialised pyiqa's logger
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def test_stages_freeze_switch_and_reload_the_best_checkpoint(demo_data, tmp_path, pyiqa_log):
@@ -214,10 +191,10 @@ def test_early_stop_ends_a_stage(demo_data, tmp_path, pyiqa_log):
 
 def test_stage_errors_are_named(demo_data, tmp_path):
     stages = [dict(name='a', epochs=1, optim=dict(type='AdamW', lr=1e-3), lr=3)]
-    with pytest.raises(ModelOptionError, match=r"train.stages\[0\] \(a\): unknown option\(s\) \['lr'\]"):
+    with pytest.raises(OptionError, match=r"train.stages\[0\] \(a\): unknown option\(s\) \['lr'\]"):
         run_training(['-opt', str(write(staged_options(demo_data, 'bad1', stages, 1), tmp_path))],
                      root_path=str(tmp_path))
     stages = [dict(name='a', epochs=2, optim=dict(type='AdamW', lr=1e-3))]
-    with pytest.raises(ModelOptionError, match='total_epoch \\(3\\) must equal the sum of the stage epochs \\(2\\)'):
+    with pytest.raises(OptionError, match='total_epoch \\(3\\) must equal the sum of the stage epochs \\(2\\)'):
         run_training(['-opt', str(write(staged_options(demo_data, 'bad2', stages, 3), tmp_path))],
                      root_path=str(tmp_path))

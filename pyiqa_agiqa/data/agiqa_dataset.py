@@ -23,8 +23,10 @@ Options (a dataset block of a pyiqa option file):
         readable header (default true); all problems are reported at once
     load_reference: also return the source image of image-to-image datasets (column
         ``ref_name``, PKU-I2IQA) as ``ref_img``, transformed like ``img`` but with its own
-        random draws (the two images differ in size); default false. pyiqa's model then calls
-        ``net(img, ref_img, ...)`` unless the option file sets ``train: {use_ref: false}``
+        random draws (the two images differ in size); default false. The training model then
+        calls ``net(img, ref_img, prompt=...)``, which only a network with
+        ``takes_reference = True`` accepts (none of the four published methods; training
+        refuses the option for them unless ``train: {use_ref: false}``)
     plus pyiqa's loader keys (batch_size_per_gpu, num_worker_per_gpu, use_shuffle, ...).
 
 Each item: ``img`` (3, H, W) in [0, 1], or (V, 3, P, P) with ``views``; ``mos_label``
@@ -47,6 +49,7 @@ from pyiqa.data.transforms import PairedToTensor, transform_mapping
 from pyiqa.utils.registry import DATASET_REGISTRY
 
 from ..archs.ipce_arch import IPCEViews
+from ..errors import OptionError
 from .image_io import load_rgb, probe_image
 from .metadata import read_meta_info
 
@@ -64,7 +67,7 @@ OPTION_KEYS = {
 }
 
 
-class DatasetOptionError(ValueError):
+class DatasetOptionError(OptionError):
     """A dataset option is unknown or has a wrong value."""
 
 
@@ -92,16 +95,33 @@ class AGIQADataset(BaseIQADataset):
     """Images with their prompt and every label dimension of an AGIQA dataset."""
 
     def __init__(self, opt):
-        unknown = sorted(set(opt) - OPTION_KEYS)
-        if unknown:
-            raise DatasetOptionError(f"dataset '{opt.get('name')}': unknown option(s) {unknown}; "
-                                     f'known options: {sorted(OPTION_KEYS)}')
+        self.check_options(opt, f"dataset '{opt.get('name')}'")
         super().__init__(opt)
         if not self.paths_mos:
             raise DatasetOptionError(f"dataset '{opt.get('name')}': no rows for phase '{self.phase}' "
                                      f"in split '{self.split_name}' of {self.meta_info_path}")
         if opt.get('check_images', True):
             self.check_images()
+
+    @staticmethod
+    def check_options(opt: dict, where: str) -> None:
+        """Raise DatasetOptionError for an unknown key of the block, of its ``augment`` or of
+        its ``views`` (which must name a known view type and only that type's arguments)."""
+        from ..training.option_check import check_constructor_options, check_keys
+
+        try:
+            check_keys(opt, OPTION_KEYS, where)
+            check_keys(opt.get('augment'), PYIQA_AUGMENT_KEYS, f'{where}.augment')
+            views = opt.get('views')
+            if views:
+                if not isinstance(views, dict) or views.get('type') not in VIEW_TYPES:
+                    raise DatasetOptionError(f"{where}.views.type must be one of {list(VIEW_TYPES)}, got "
+                                             f"{views.get('type') if isinstance(views, dict) else views!r}")
+                check_constructor_options(VIEW_TYPES[views['type']], views, f'{where}.views')
+        except DatasetOptionError:
+            raise
+        except OptionError as error:
+            raise DatasetOptionError(str(error)) from None
 
     # ----- pyiqa's construction steps (called in this order by BaseIQADataset) -----
     def init_path_mos(self, opt):
@@ -155,9 +175,6 @@ class AGIQADataset(BaseIQADataset):
 
     def get_transforms(self, opt):
         augment = opt.get('augment') or {}
-        unknown = sorted(set(augment) - set(PYIQA_AUGMENT_KEYS))
-        if unknown:
-            raise DatasetOptionError(f'unknown augment key(s) {unknown}; pyiqa knows {list(PYIQA_AUGMENT_KEYS)}')
         transforms = [t for k, v in augment.items() if k != 'totensor' for t in transform_mapping(k, v)]
         self.trans = T.Compose(transforms + [PairedToTensor()])
         self.views = None

@@ -8,11 +8,9 @@ meta-info), ``ipce_demo.yml`` (the option file that was run) and ``experiments/`
 from __future__ import annotations
 
 import copy
-import math
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 import yaml
 from scipy import stats
@@ -23,6 +21,7 @@ from pyiqa.utils import set_random_seed
 
 from ..data.agiqa_dataset import AGIQADataset
 from ..train import run_training
+from ..weights import load_network_weights
 from .synthetic import make_demo_dataset
 
 TEMPLATE = Path(__file__).resolve().parent / 'ipce_demo.yml'
@@ -30,14 +29,11 @@ N_PROMPTS = 100  # x 6 images: 420 train / 60 val / 120 test images in demo_spli
 
 
 def demo_options(data_csv: Path, image_dir: Path, epochs: int) -> dict:
-    """The demo option file with the data paths, the epochs and one validation per epoch."""
+    """The demo option file with the data paths and the epochs (one validation per epoch)."""
     opt = yaml.safe_load(TEMPLATE.read_text())
     for block in opt['datasets'].values():
         block['meta_info_file'] = str(data_csv)
         block['dataroot_target'] = str(image_dir)
-    train = opt['datasets']['train']
-    n_train = int((pd.read_csv(data_csv)[f"{train['split_scheme']}_split_{train['split_index']:02d}"] == 'train').sum())
-    opt['val']['val_freq'] = math.ceil(n_train / train['batch_size_per_gpu'])
     opt['train']['total_epoch'] = epochs
     opt['train']['scheduler']['T_max'] = epochs
     return opt
@@ -78,7 +74,7 @@ def run_demo(workdir: str = 'agiqa_demo', epochs: int = 30, n_prompts: int = N_P
 
     net = build_network(opt['network'])
     best = workdir / 'experiments' / opt['name'] / 'models' / 'net_best.pth'
-    net.load_state_dict(torch.load(best, map_location='cpu', weights_only=True)['params'])
+    load_network_weights(net, best)
     after = evaluate(net, test_opt)
     return {'before': before, 'after': after, 'seconds': seconds, 'workdir': str(workdir)}
 

@@ -1,0 +1,1 @@
+"""Training runs of the plugin: loop, resume states, processes, option checks, n splits."""

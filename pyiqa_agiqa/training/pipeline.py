@@ -1,0 +1,348 @@
+"""The training loop of ``pyiqa-agiqa train``: pyiqa's options, datasets, model, logger and
+schedule, in a loop that can be killed and resumed exactly and run on several processes.
+
+Same option files and arguments as ``pyiqa/train.py`` (``-opt``, ``--launcher``,
+``--auto_resume``, ``--debug``, ``--force_yml``), same iteration / epoch semantics
+(validation every ``val.val_freq`` iterations, schedulers stepped once per epoch, network
+files in ``experiments/NAME/models``). What differs from pyiqa's loop, and why:
+
+- resume states at every epoch end (``logger.save_state_epochs``, default 1) and every
+  ``logger.save_checkpoint_freq`` iterations, written atomically, the newest
+  ``logger.keep_states`` (default 2) kept; ``--auto_resume`` / ``path.resume_state``
+  restore everything (network, net_best, optimisers, schedulers, selection results,
+  stage, counters, RNGs, position in the epoch), on CPUs or GPUs. pyiqa's loop needs CUDA to
+  resume, restores only optimisers and schedulers and replays the interrupted epoch;
+- the experiment folder is ``<root>/experiments/NAME`` for the first run and the resumed one
+  alike (pyiqa looks for states under the current directory);
+- items are drawn with per-item seeds (training/data.py), so an epoch's batches do not
+  depend on workers, processes or interruptions;
+- ``--launcher pytorch`` / ``slurm`` work on CPUs (gloo) as on GPUs (nccl);
+- a stage that ends between two validations is validated at its end, and ``val.val_epochs``
+  validates at epoch ends (the model does both, in pyiqa's loop too);
+  an early-stopped stage's remaining epochs are skipped without reading data;
+- the options are checked before anything is built, and the run fails with a non-zero exit
+  when training breaks (see AGIQAModel) or no valid ``net_best`` was selected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import math
+import os
+import sys
+import time
+from contextlib import contextmanager
+from typing import List, Optional
+
+import torch
+import yaml
+
+from ..errors import OptionError, TrainingError
+from . import distributed
+from .data import build_eval_loader, build_train_loader
+from .option_check import check_options
+from ..weights import nonfinite_entries
+from .state import StateStore, capture_rng, load_state, restore_rng, resume_path
+
+RESULTS_FILE = 'results.json'
+PYIQA_REQUIRED_KEYS = ('name', 'num_gpu', 'datasets', 'path')
+
+
+def parse_arguments(argv: List[str]) -> argparse.Namespace:
+    """pyiqa's training arguments."""
+    parser = argparse.ArgumentParser(prog='pyiqa-agiqa train', description="pyiqa's training, resumable")
+    parser.add_argument('-opt', required=True, help='option YAML file')
+    parser.add_argument('--launcher', choices=distributed.LAUNCHERS, default='none',
+                        help='none (one process), pytorch (torchrun) or slurm')
+    parser.add_argument('--auto_resume', action='store_true', help='continue from the newest training state')
+    parser.add_argument('--debug', action='store_true')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    parser.add_argument('--force_yml', nargs='+', default=None, help='override options, e.g. train:total_epoch=3')
+    parser.add_argument('--root', default=None,
+                        help='folder that holds experiments/ and tb_logger/ (default: the current directory); '
+                             'give the same one to resume from another folder')
+    return parser.parse_args(argv)
+
+
+def _pyiqa_argv(args: argparse.Namespace) -> List[str]:
+    """The arguments for pyiqa's option parser (one process: the group is already joined)."""
+    argv = ['-opt', args.opt] + (['--auto_resume'] if args.auto_resume else []) + (['--debug'] if args.debug else [])
+    return argv + (['--force_yml'] + list(args.force_yml) if args.force_yml else [])
+
+
+@contextmanager
+def _argv(argv: List[str]):
+    saved = sys.argv
+    sys.argv = ['pyiqa-agiqa'] + list(argv)
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def load_options(argv: List[str], root_path: str) -> dict:
+    """Join the process group of ``--launcher`` (CPU or GPU) and parse the options with
+    pyiqa's parser (seeds per rank, paths under ``root_path``)."""
+    from pyiqa.utils.options import parse_options
+
+    args = parse_arguments(argv)
+    if not os.path.isfile(args.opt):
+        raise OptionError(f"option file not found: '{args.opt}'")
+    try:
+        with open(args.opt) as handle:
+            raw = yaml.safe_load(handle)
+    except yaml.YAMLError as error:
+        raise OptionError(f"option file '{args.opt}' is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(raw, dict):
+        raise OptionError(f"option file '{args.opt}' must be a mapping of options")
+    missing = [k for k in PYIQA_REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise OptionError(f"option file '{args.opt}' lacks the top-level key(s) {missing} (pyiqa's option parser "
+                          f'needs {list(PYIQA_REQUIRED_KEYS)}; num_gpu: auto uses the GPUs there are)')
+    distributed.init_distributed(args.launcher, raw.get('num_gpu', 'auto'), raw.get('dist_params'))
+    root_path = os.path.abspath(os.path.expanduser(args.root)) if args.root else root_path
+    with _argv(_pyiqa_argv(args)):
+        opt, _ = parse_options(root_path, is_train=True)
+    opt['dist'] = distributed.is_distributed()
+    opt['root_path'] = root_path
+    return opt, os.path.abspath(args.opt)
+
+
+def _setup_logger(opt: dict, resumed: bool) -> logging.Logger:
+    """pyiqa's logger, with a log file of this run (pyiqa's sets its file only once per process)."""
+    from pyiqa.utils import get_env_info, get_root_logger, get_time_str
+    from pyiqa.utils.options import dict2str
+
+    logger = get_root_logger(logger_name='pyiqa', log_level=logging.INFO)
+    logger.setLevel(logging.INFO if distributed.rank() == 0 else logging.ERROR)
+    for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+        logger.removeHandler(handler)
+        handler.close()
+    if distributed.rank() == 0:
+        path = os.path.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
+        handler = logging.FileHandler(path, 'w')
+        handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
+        logger.addHandler(handler)
+    logger.info(get_env_info())
+    logger.info(dict2str(opt))
+    return logger
+
+
+def _prepare_folders(opt: dict, opt_file: str, resuming: bool) -> None:
+    from pyiqa.utils import make_exp_dirs, mkdir_and_rename
+    from pyiqa.utils.options import copy_opt_file
+
+    if distributed.rank() == 0:
+        if not resuming:
+            make_exp_dirs(opt)
+            if opt['logger'].get('use_tb_logger') and 'debug' not in opt['name']:
+                os.makedirs(os.path.join(opt['root_path'], 'tb_logger_archived'), exist_ok=True)
+                mkdir_and_rename(os.path.join(opt['root_path'], 'tb_logger', opt['name']))
+        for key in ('models', 'training_states'):
+            os.makedirs(opt['path'][key], exist_ok=True)
+        copy_opt_file(opt_file, opt['path']['experiments_root'])
+    distributed.barrier()
+
+
+def _find_resume_state(opt: dict, store: StateStore):
+    """(state, path) to resume from, or None. ``path.resume_state`` wins over --auto_resume."""
+    explicit = resume_path(opt)
+    if explicit:
+        return load_state(explicit), explicit
+    if not opt.get('auto_resume'):
+        return None
+    found = store.latest(warn=lambda message: print(f'warning: {message}', file=sys.stderr, flush=True))
+    if found is None and distributed.rank() == 0:
+        print(f"warning: --auto_resume found no training state in {store.folder}; starting '{opt['name']}' from "
+              'the beginning (a run started in another folder is resumed with --root THAT_FOLDER)',
+              file=sys.stderr, flush=True)
+    return found
+
+
+def _build_loaders(opt: dict, logger):
+    from pyiqa.data import build_dataset
+
+    train_set, val_loaders = None, []
+    for phase, block in opt['datasets'].items():
+        dataset = build_dataset(block)
+        if phase == 'train':
+            train_set, train_block = dataset, block
+        else:
+            val_loaders.append(build_eval_loader(dataset, block, opt))
+            logger.info(f"Number of val images in {block['name']}: {len(dataset)}")
+    train_loader, sampler = build_train_loader(train_set, train_block, opt)
+    return train_set, train_loader, sampler, val_loaders
+
+
+def _prefetcher(loader, opt: dict):
+    from pyiqa.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
+
+    mode = opt['datasets']['train'].get('prefetch_mode')
+    if mode in (None, 'cpu'):
+        return CPUPrefetcher(loader)
+    if mode == 'cuda':
+        if opt['datasets']['train'].get('pin_memory') is not True:
+            raise OptionError('datasets.train.prefetch_mode: cuda needs pin_memory: true')
+        return CUDAPrefetcher(loader, opt)
+    raise OptionError(f"datasets.train.prefetch_mode must be cpu or cuda, got '{mode}'")
+
+
+class TrainingRun:
+    """One training run (one split). ``run()`` returns pyiqa's best-metric table."""
+
+    def __init__(self, opt: dict, opt_file: str):
+        self.opt, self.opt_file = opt, opt_file
+        logger_opt = opt.setdefault('logger', {})
+        logger_opt.setdefault('print_freq', 100)
+        logger_opt.setdefault('use_tb_logger', False)
+        self.store = StateStore(opt['path']['training_states'], logger_opt.get('keep_states', 2))
+        self.state_epochs = int(logger_opt.get('save_state_epochs', 1))
+        self.checkpoint_freq = int(logger_opt.get('save_checkpoint_freq', 1e12))
+        self.latest_freq = int(logger_opt.get('save_latest_freq', 1e12))
+
+    def _save_state(self, model, epoch: int, batches_done: int, current_iter: int) -> None:
+        rng = distributed.all_gather_object(capture_rng())
+        state = dict(model.training_state(), epoch=epoch, batches_done=batches_done, iter=current_iter,
+                     rng=rng, world_size=distributed.world_size())
+        bad = nonfinite_entries(state['net'])
+        if bad:
+            raise TrainingError(f'non-finite weights in {bad[:3]} at iteration {current_iter}: no training state '
+                                'is written from them')
+        if distributed.rank() == 0:
+            path = self.store.save(state, current_iter)
+            self.logger.info(f'Saved training state {path} (epoch {epoch}, {batches_done} batches into it)')
+        distributed.barrier()
+
+    def _validate(self, model, val_loaders, current_iter, tb_logger) -> None:
+        for loader in val_loaders:
+            model.validation(loader, current_iter, tb_logger, False)
+
+    def run(self):
+        from pyiqa.models import build_model
+        from pyiqa.train import init_tb_loggers
+        from pyiqa.utils import AvgTimer, MessageLogger
+
+        import pyiqa_agiqa.models  # noqa: F401  (registers AGIQAModel)
+
+        opt = self.opt
+        check_options(opt)
+        if opt.get('deterministic'):
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        else:
+            torch.backends.cudnn.benchmark = True
+        resume = _find_resume_state(opt, self.store)
+        _prepare_folders(opt, self.opt_file, resume is not None)
+        self.logger = logger = _setup_logger(opt, resume is not None)
+        tb_logger = init_tb_loggers(opt)
+
+        train_set, train_loader, sampler, val_loaders = _build_loaders(opt, logger)
+        iters_per_epoch = len(train_loader)
+        if iters_per_epoch == 0:
+            raise OptionError(f"datasets.train: {len(train_set)} images give no full batch of "
+                              f"{opt['datasets']['train']['batch_size_per_gpu']} per process")
+        if opt['train'].get('total_epoch') is not None:
+            total_epochs = int(opt['train']['total_epoch'])
+        else:
+            total_epochs = math.ceil(int(opt['train']['total_iter']) / iters_per_epoch)
+        opt['train']['total_iter'] = total_iters = total_epochs * iters_per_epoch
+        logger.info(f'Training statistics:\n\tNumber of train images: {len(train_set)}\n\tProcesses: '
+                    f"{opt['world_size']}\n\tIterations per epoch: {iters_per_epoch}\n\tTotal epochs: "
+                    f'{total_epochs}; iters: {total_iters}')
+
+        model = build_model(opt)
+        model.attach_val_loaders(val_loaders, tb_logger)
+        start_epoch, skip, current_iter = 0, 0, 0
+        if resume is not None:
+            state, path = resume
+            if state.get('batches_done', -1) < 0:
+                raise TrainingError(f"{path} was written by pyiqa's own train.py, which does not record the position "
+                                    'in the epoch; resume it with python -m pyiqa.train --auto_resume')
+            if state['world_size'] != opt['world_size']:
+                raise TrainingError(f"{path} was written by a run with {state['world_size']} process(es); resume it "
+                                    f"with the same number of processes ({opt['world_size']} now): the data shards "
+                                    'and RNG states depend on it')
+            model.load_training_state(state)
+            restore_rng(state['rng'][distributed.rank()])
+            start_epoch, skip, current_iter = state['epoch'], state['batches_done'], state['iter']
+            logger.info(f'Resuming from {path}: epoch {start_epoch}, {skip} batches into it, iteration {current_iter}')
+
+        msg_logger = MessageLogger(opt, current_iter, tb_logger)
+        prefetcher = _prefetcher(train_loader, opt)
+        val_freq = int(opt['val'].get('val_freq') or 0) if opt.get('val') else 0
+        data_timer, iter_timer = AvgTimer(), AvgTimer()
+        start = time.time()
+        for epoch in range(start_epoch, total_epochs):
+            if model.stopped:  # early-stopped stage: skip its remaining epochs without reading data
+                current_iter += iters_per_epoch - skip
+            else:
+                sampler.set_epoch(epoch, skip * train_loader.batch_size)
+                prefetcher.reset()
+                batch = prefetcher.next()
+                done = skip
+                while batch is not None:
+                    data_timer.record()
+                    current_iter += 1
+                    done += 1
+                    model.feed_data(batch)
+                    model.optimize_parameters(current_iter)
+                    iter_timer.record()
+                    if current_iter % opt['logger']['print_freq'] == 0:
+                        log_vars = dict(epoch=epoch, iter=current_iter, lrs=model.get_current_learning_rate(),
+                                        time=iter_timer.get_avg_time(), data_time=data_timer.get_avg_time())
+                        log_vars.update(model.get_current_log())
+                        msg_logger(log_vars)
+                    if val_freq and current_iter % val_freq == 0:
+                        self._validate(model, val_loaders, current_iter, tb_logger)
+                    if current_iter % self.checkpoint_freq == 0:
+                        model.save_network(model.net, 'net', current_iter)
+                        if done < iters_per_epoch:
+                            self._save_state(model, epoch, done, current_iter)
+                    if current_iter % self.latest_freq == 0:
+                        model.save_network(model.net, 'net', -1)
+                    if model.stopped:  # early stop: the rest of the epoch is skipped too
+                        current_iter += iters_per_epoch - done
+                        break
+                    data_timer.start()
+                    iter_timer.start()
+                    batch = prefetcher.next()
+            skip = 0
+            model.current_iter = current_iter
+            model.update_learning_rate(epoch + 2, warmup_iter=opt['train'].get('warmup_iter', -1))
+            if epoch + 1 < total_epochs and ((self.state_epochs and (epoch + 1) % self.state_epochs == 0)
+                                             or current_iter % self.checkpoint_freq == 0):
+                self._save_state(model, epoch + 1, 0, current_iter)
+
+        logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start))}')
+        model.save_network(model.net, 'net', -1)
+        if opt.get('val'):
+            model.validate_once('end of training')
+        self._save_state(model, total_epochs, 0, current_iter)
+        model.check_finished()
+        if tb_logger:
+            tb_logger.close()
+        if distributed.rank() == 0:
+            write_results(opt, model.best_metric_results)
+        return model.best_metric_results
+
+
+def write_results(opt: dict, results: dict) -> str:
+    """``experiments/NAME/results.json``: the figures at the selected checkpoint."""
+    path = os.path.join(opt['path']['experiments_root'], RESULTS_FILE)
+    with open(path, 'w') as handle:
+        json.dump({'name': opt['name'], 'results': results}, handle, indent=1)
+    return path
+
+
+def train_pipeline(root_path: str, argv: List[str]):
+    """Parse ``argv`` (pyiqa's training arguments) and run one training under ``root_path``."""
+    return TrainingRun(*load_options(argv, root_path)).run()
+
+
+def run_training(argv: List[str], root_path: Optional[str] = None):
+    """``pyiqa-agiqa train ARGS``: experiments go to ``root_path/experiments/<name>`` (default:
+    the current directory). Returns the best-metric table {dataset: {metric: {'val', 'iter'}}}."""
+    return train_pipeline(os.path.abspath(root_path or os.getcwd()), argv)
