@@ -17,13 +17,13 @@ from typing import Iterable, List, Optional
 from ..errors import OptionError
 
 TOP_LEVEL_KEYS = {
-    # pyiqa's own (the last six are set by its option parser)
+    # pyiqa's own
     'name', 'model_type', 'num_gpu', 'manual_seed', 'datasets', 'network', 'path', 'train', 'val', 'logger',
     'dist_params', 'find_unused_parameters', 'scale', 'split_num', 'save_final_results_path',
-    'dist', 'rank', 'world_size', 'auto_resume', 'is_train', 'root_path',
     # the plugin's
     'targets', 'deterministic',
 }
+PARSER_KEYS = {'dist', 'rank', 'world_size', 'auto_resume', 'is_train', 'root_path'}  # set by pyiqa's parser
 TRAIN_KEYS = {'optim', 'scheduler', 'total_iter', 'total_epoch', 'warmup_iter', 'losses', 'mos_loss_opt',
               'metric_loss_opt', 'use_ref', 'stages', 'nonfinite_skip'}
 VAL_KEYS = {'val_freq', 'val_epochs', 'save_img', 'pbar', 'key_metric', 'metrics', 'select_on'}
@@ -224,7 +224,7 @@ def check_datasets(opt: dict, network_cls) -> None:
 
 def check_options(opt: dict) -> None:
     """Raise OptionError for the first problem found in a training option dict."""
-    check_keys(opt, TOP_LEVEL_KEYS, 'top level')
+    check_keys({k: v for k, v in opt.items() if k not in PARSER_KEYS}, TOP_LEVEL_KEYS, 'top level')
     for key in ('name', 'model_type', 'network', 'datasets'):
         if key not in opt:
             raise OptionError(f"the option file lacks the top-level key '{key}'")
