@@ -1,13 +1,15 @@
 """pyiqa-agiqa: quality assessment of AI-generated images inside pyiqa.
 
 ``import pyiqa_agiqa`` adds the plugin's metrics to ``pyiqa.list_models()`` /
-``pyiqa.create_metric``; architectures, datasets and the training model are found by
+``pyiqa.create_metric`` (and lets them take lists of images, see ``metric_inputs``); architectures, datasets and the training model are found by
 pyiqa's registries through entry points (or by importing the subpackages).
 """
 
 from .metric_configs import AGIQA_METRIC_CONFIGS, register_metric_configs
+from .metric_inputs import install as _install_metric_inputs
 from .version import __version__
 
 register_metric_configs()
+_install_metric_inputs()
 
 __all__ = ['AGIQA_METRIC_CONFIGS', 'register_metric_configs', '__version__']

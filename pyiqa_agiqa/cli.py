@@ -1,8 +1,8 @@
 """``pyiqa-agiqa``: the plugin's command line.
 
     pyiqa-agiqa score ipce -t image.png --prompt "a red fox"      score one image
-    pyiqa-agiqa score ipce -t folder/ --prompt "..." -o scores.csv  every image of a folder
-    pyiqa-agiqa score ipce --csv list.csv -o scores.csv             CSV with image,prompt
+    pyiqa-agiqa score ipce cianet -t folder/ -o scores.csv          every image, prompts read from the files
+    pyiqa-agiqa score ipce --csv list.csv -o scores.csv --resume    CSV with image,prompt; continue a run
     pyiqa-agiqa train -opt options/ipce_agiqa3k.yml                 pyiqa's training loop
     pyiqa-agiqa train-nsplits -opt options/ipce_agiqa3k.yml         10 splits, mean / std
     pyiqa-agiqa demo                                                the embedded demo
@@ -10,6 +10,9 @@
     pyiqa-agiqa prepare aigciqa2023 --release ./AIGCIQA2023 -o m.csv  (from the release folder)
     pyiqa-agiqa download agiqa3k --dest ./datasets                  images from a public mirror
     pyiqa-agiqa convert-weights --trust-pickle old.pth -o w.safetensors   tensors-only copy of a trusted file
+    pyiqa-agiqa export experiments/NAME -o weights/NAME             weights.safetensors + model card
+    pyiqa-agiqa push weights/NAME org/repo                          upload to the Hugging Face hub
+    pyiqa-agiqa convert --from cianet-ref ckpt.pt -o weights/cianet  reference code's checkpoint -> folder
 """
 
 from __future__ import annotations
@@ -23,43 +26,68 @@ import yaml
 
 
 def _parse_set(pairs: List[str]) -> dict:
+    from pyiqa_agiqa.errors import OptionError
+
     out = {}
     for pair in pairs or []:
         if '=' not in pair:
-            raise SystemExit(f'--set expects key=value, got {pair!r}')
+            raise OptionError(f'--set expects KEY=VALUE (e.g. --set min_side=768), got {pair!r}')
         key, value = pair.split('=', 1)
         out[key.strip()] = yaml.safe_load(value)
     return out
 
 
+def _parse_weights(entries: List[str], metrics: List[str]) -> dict:
+    """--weights SPEC (every metric) or --weights METRIC=SPEC (one of them)."""
+    out = {}
+    for entry in entries or []:
+        name, sep, spec = entry.partition('=')
+        if sep and name in metrics:
+            out[name] = spec
+        else:
+            out[None] = entry
+    return out
+
+
 def cmd_score(args) -> int:
-    import pandas as pd
-    import pyiqa
+    from pyiqa_agiqa.scoring import (ResultWriter, create_metrics, fill_embedded_prompts, rows_from_csv,
+                                     rows_from_target, score_rows)
 
-    import pyiqa_agiqa  # noqa: F401  (adds the metric entries)
-    from pyiqa_agiqa.scoring import items_from_csv, items_from_target, score_items
-
-    if args.output and os.path.exists(args.output) and not args.overwrite:
-        raise SystemExit(f'{args.output} exists; pass --overwrite to replace it')
     if (args.target is None) == (args.csv is None):
-        raise SystemExit('give exactly one of -t/--target (file or folder, with --prompt) or --csv')
-    items = items_from_csv(args.csv) if args.csv else items_from_target(args.target, args.prompt)
+        raise SystemExit('error: give exactly one of -t/--target (an image or a folder) or --csv (image,prompt)')
+    if args.overwrite and args.resume:
+        raise SystemExit('error: --overwrite replaces the output, --resume continues it: give one')
+    rows = rows_from_csv(args.csv) if args.csv else rows_from_target(args.target, args.prompt)
     options = _parse_set(args.set)
-    if args.weights:
-        options['pretrained_model_path'] = args.weights
     if args.random_weights:
         options['pretrained'] = False
-    metric = pyiqa.create_metric(args.metric, device=args.device, **options)
-    scores = score_items(metric, items, batch_size=args.batch_size, progress=not args.quiet)
-    table = pd.DataFrame({'image': [p for p, _ in items], 'prompt': [p for _, p in items], args.metric: scores})
+    metrics = create_metrics(args.metric, args.device, options, _parse_weights(args.weights, args.metric), args.seed)
+    writer = None
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        table.to_csv(args.output, index=False)
-        print(f'{len(table)} scores written to {args.output}')
-    else:
-        for path, score in zip(table['image'], table[args.metric]):
-            print(f'{path}\t{score:.4f}')
-    return 0
+        columns = ['image', 'prompt', 'prompt_source'] + list(metrics) + ['error']
+        writer = ResultWriter(args.output, columns, overwrite=args.overwrite, resume=args.resume)
+    fill_embedded_prompts(rows, progress=not args.quiet)
+
+    def echo(record):
+        if writer is None and not record['error']:
+            print('\t'.join([record['image']] + [f'{record[m]:.4f}' for m in metrics]), flush=True)
+
+    try:
+        table = score_rows(metrics, rows, writer, batch_size=args.batch_size, progress=not args.quiet,
+                           workers=args.workers, echo=echo)
+    finally:
+        if writer:
+            writer.close()
+    failed = table[table['error'] != '']
+    skipped = len(rows) - len(table)
+    where = f' to {args.output}' if args.output else ''
+    print(f'{len(table) - len(failed)} of {len(table)} images scored{where}'
+          + (f' ({skipped} already in the output)' if skipped else ''), file=sys.stderr)
+    for _, row in failed.head(10).iterrows():
+        print(f'  not scored: {row["image"]}: {row["error"]}', file=sys.stderr)
+    if len(failed) > 10:
+        print(f'  ... and {len(failed) - 10} more (the error column of the output lists them)', file=sys.stderr)
+    return 1 if len(failed) else 0
 
 
 def cmd_train(args, rest: List[str]) -> int:
@@ -98,12 +126,39 @@ def cmd_prepare(args) -> int:
 
     from pyiqa_agiqa.data.prepare import prepare_meta_info
 
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f'{args.output} exists; pass --overwrite to replace it')
     extra = {'duplicate_policy': args.duplicate_policy} if args.duplicate_policy else {}
     warnings = prepare_meta_info(args.dataset, args.output, data=args.data, release=args.release,
                                  splits=args.splits_csv, overwrite=args.overwrite, **extra)
     for warning in warnings:
         print(f'warning: {warning}', file=sys.stderr)
     print(f'{len(pd.read_csv(args.output))} rows written to {args.output}')
+    return 0
+
+
+def cmd_export(args) -> int:
+    from pyiqa_agiqa.export import export_experiment
+
+    for folder in export_experiment(args.experiment, args.output, split=args.split, overwrite=args.overwrite):
+        print(f'exported to {folder}')
+    return 0
+
+
+def cmd_push(args) -> int:
+    from pyiqa_agiqa.weight_specs import push_folder
+
+    spec = push_folder(args.folder, args.repo, path_in_repo=args.path_in_repo, revision=args.revision,
+                       private=args.private)
+    print(f"uploaded; load it pinned with: create_metric(..., weights='{spec}')")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from pyiqa_agiqa.convert_reference import convert_reference
+
+    folder = convert_reference(args.kind, args.inputs, args.output, overwrite=args.overwrite, clip_weights=args.clip)
+    print(f'converted into {folder}')
     return 0
 
 
@@ -114,24 +169,46 @@ def cmd_download(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that say where to find the usage."""
+
+    def error(self, message):
+        self.exit(2, f'error: {message} (usage: {self.prog} --help)\n')
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='pyiqa-agiqa', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog='pyiqa-agiqa', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
 
-    score = sub.add_parser('score', help='score images with their prompts')
-    score.add_argument('metric', help='metric name, e.g. ipce (see pyiqa.list_models())')
+    score = sub.add_parser('score', help='score images with their prompts (one or several metrics)')
+    score.add_argument('metric', nargs='+', help="metric name(s), e.g. ipce cianet cianet_consistency")
     score.add_argument('-t', '--target', help='an image file or a folder of images')
-    score.add_argument('--prompt', help='the prompt of the image(s) given with --target')
-    score.add_argument('--csv', help='CSV with columns image,prompt (paths relative to the CSV)')
-    score.add_argument('-o', '--output', help='write a CSV (image,prompt,score) instead of printing')
+    score.add_argument('--prompt', help="the prompt of the image(s) given with --target (default: each image's "
+                                        'prompt embedded by its generator: A1111, ComfyUI, InvokeAI, NovelAI, EXIF)')
+    score.add_argument('--csv', help='CSV with columns image[,prompt] (paths relative to the CSV; an empty prompt '
+                                     'is read from the image)')
+    score.add_argument('-o', '--output', help='write CSV (or .jsonl) rows as they are computed instead of printing')
+    score.add_argument('--resume', action='store_true', help='continue an output: skip the images already scored')
     score.add_argument('--overwrite', action='store_true', help='replace an existing --output file')
-    score.add_argument('--weights', help='fine-tuned network weights (pyiqa checkpoint, e.g. net_best.pth)')
+    score.add_argument('--weights', action='append', metavar='[METRIC=]SPEC',
+                       help='fine-tuned weights: an exported folder, a .safetensors / .pth file, hf://org/repo@rev/'
+                            'path or a named entry; METRIC=SPEC for one metric of several')
     score.add_argument('--random-weights', action='store_true', help='random initialisation (pretrained=False)')
+    score.add_argument('--seed', type=int, default=0, help='seed for random weights and random views (default 0)')
     score.add_argument('--set', action='append', metavar='KEY=VALUE',
-                       help='network option, e.g. --set clip_pretrained=/path/to/open_clip_pytorch_model.bin')
+                       help='network option for every metric whose network takes it, e.g. '
+                            '--set clip_pretrained=/path/to/open_clip_pytorch_model.bin')
     score.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda if available)')
-    score.add_argument('--batch-size', type=int, default=8, help='images per forward pass (same-size images)')
+    score.add_argument('--batch-size', type=_positive_int, default=8,
+                       help='images per forward pass (consecutive images of the same size), >= 1')
+    score.add_argument('--workers', type=int, default=2, help='image decoding threads (0: decode in line)')
     score.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
 
     for name in ('train', 'train-nsplits'):
@@ -163,6 +240,27 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument('--key', default='params', help="key of the state dict inside the file (default 'params')")
     convert.add_argument('--overwrite', action='store_true', help='replace an existing output file')
 
+    export = sub.add_parser('export', help='trained experiment -> weights.safetensors + model card (folder)')
+    export.add_argument('experiment', help='experiments/NAME (a run) or the prefix of a train-nsplits run')
+    export.add_argument('-o', '--output', required=True, help='folder to write (one sub-folder per split)')
+    export.add_argument('--split', type=_positive_int, help='only this split of a multi-split run (1-based)')
+    export.add_argument('--overwrite', action='store_true', help='replace a non-empty output folder')
+
+    push = sub.add_parser('push', help='upload an exported folder to the Hugging Face hub (needs a token)')
+    push.add_argument('folder', help='an exported folder')
+    push.add_argument('repo', help='org/repo on the hub (created if missing)')
+    push.add_argument('--path-in-repo', help='folder inside the repository (default: the folder name)')
+    push.add_argument('--revision', help='branch to commit to (default: main)')
+    push.add_argument('--private', action='store_true', help='create the repository private')
+
+    convert = sub.add_parser('convert', help="reference code's checkpoints -> an exported folder")
+    convert.add_argument('--from', dest='kind', required=True, choices=['cianet-ref', 'ipce-ref', 'dcmpl-ref'])
+    convert.add_argument('inputs', nargs='+',
+                         help='the checkpoint file(s) (dcmpl-ref: *_tar_best.pth [*_aux_best.pth])')
+    convert.add_argument('-o', '--output', required=True, help='exported folder to write')
+    convert.add_argument('--clip', help='dcmpl-ref: CLIP weights file (default: the openai tag, cached by open_clip)')
+    convert.add_argument('--overwrite', action='store_true', help='replace a non-empty output folder')
+
     download = sub.add_parser('download', help='fetch dataset images from a public mirror (online only)')
     download.add_argument('dataset', choices=['agiqa1k', 'agiqa3k', 'aigciqa2023', 'pku_i2iqa', 'aigiqa20k'])
     download.add_argument('--dest', default='./datasets', help='folder to unpack into')
@@ -170,11 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line_errors():
-    """Error types printed as one line (their messages name the problem and the fix)."""
-    from pyiqa_agiqa.errors import OptionError, TrainingError
-    from pyiqa_agiqa.weights import UnsafeWeightsError, WeightsFormatError
+    """Error types printed as one line (their messages name the problem and the fix); set
+    PYIQA_AGIQA_TRACEBACK=1 to see the traceback instead."""
+    from pyiqa_agiqa.errors import TrainingError
+    from pyiqa_agiqa.weights import UnsafeWeightsError
 
-    return (OptionError, TrainingError, UnsafeWeightsError, WeightsFormatError, FileNotFoundError)
+    if os.environ.get('PYIQA_AGIQA_TRACEBACK'):
+        return ()
+    # ValueError covers OptionError, PromptError, WeightsFormatError, CardMismatchError and the
+    # converters' metadata errors; OSError subclasses: missing / unreadable / existing files
+    return (ValueError, TrainingError, UnsafeWeightsError, FileNotFoundError, FileExistsError, PermissionError)
 
 
 def _run(command, *args) -> int:
@@ -195,7 +298,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _run(cmd_train, argparse.Namespace(command=argv[0]), argv[1:])
     args = parser.parse_args(argv)
     commands = {'score': cmd_score, 'demo': cmd_demo, 'prepare': cmd_prepare, 'download': cmd_download,
-                'convert-weights': cmd_convert_weights}
+                'convert-weights': cmd_convert_weights, 'export': cmd_export, 'push': cmd_push, 'convert': cmd_convert}
     return _run(commands[args.command], args)
 
 

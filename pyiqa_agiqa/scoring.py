@@ -1,15 +1,33 @@
-"""Scoring images with their prompts through a pyiqa metric (used by ``pyiqa-agiqa score``).
+"""Scoring files with one or several metrics without losing work (``pyiqa-agiqa score``).
 
-Inputs are (image path, prompt) pairs from one file, a folder (one prompt for all) or a
-CSV with columns ``image`` and ``prompt`` (paths relative to the CSV's folder unless
-absolute). Consecutive images of the same size are scored in one batch.
+Rows are (image, prompt, prompt source) from an image file or folder (``--prompt`` for all,
+or each image's own embedded prompt), or from a CSV with ``image`` and, optionally,
+``prompt`` columns (paths relative to the CSV; an empty prompt is read from the image).
+
+- Each image is decoded once (in background threads) and scored by every metric.
+  Consecutive images of one size go in one batch.
+- A row that cannot be scored (missing file, truncated or corrupt image, no prompt
+  anywhere) is written with its ``error`` and the rest is scored. Nothing aborts the run
+  except an error of the metric itself, and what was computed before it is already on disk.
+- Results are written as they are computed (CSV or JSONL by the output's suffix, flushed
+  per batch). ``resume=True`` keeps the rows already in the output and scores only the
+  others (rows that had an error are retried).
+- Images are read with :func:`pyiqa_agiqa.data.load_rgb`: EXIF orientation applied, 16-bit
+  scaled, alpha over white.
+
+Output columns: ``image``, ``prompt``, ``prompt_source`` (``argument``, ``csv`` or an
+embedded-metadata tag such as ``png:parameters``), one column per metric, ``error``.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
@@ -18,71 +36,289 @@ from tqdm import tqdm
 
 from pyiqa.utils.img_util import scandir_images
 
-from .data.image_io import load_rgb, probe_image
+from .data.image_io import load_rgb
+from .errors import OptionError
 from .prompts import PromptError
 
-Item = Tuple[str, str]
+
+class ScoringInputError(OptionError):
+    """The list of images or prompts to score is missing or malformed."""
 
 
-class ScoringInputError(ValueError):
-    """The images or prompts to score are missing or malformed."""
+@dataclass
+class Row:
+    """One image to score. ``error`` is set when it cannot be scored."""
+    image: str
+    prompt: Optional[str]
+    prompt_source: str
+    error: str = ''
 
 
-def items_from_target(target: str, prompt: Optional[str]) -> List[Item]:
-    """(path, prompt) pairs for an image file or every image of a folder (sorted)."""
-    if prompt is None or not str(prompt).strip():
-        raise PromptError('a prompt is required: --prompt "..." (or --csv with image,prompt columns)')
+def rows_from_target(target: str, prompt: Optional[str] = None) -> List[Row]:
+    """Rows for an image file or every image of a folder (sorted); without ``prompt`` each
+    image's embedded prompt is used (see :func:`fill_embedded_prompts`)."""
+    if prompt is not None and not str(prompt).strip():
+        raise PromptError('--prompt is empty; give the generation prompt, or leave --prompt out to read each '
+                          "image's own embedded prompt")
+    source = 'argument' if prompt is not None else ''
     if os.path.isdir(target):
         paths = scandir_images(target)
         if not paths:
             raise ScoringInputError(f'no image files in folder {target}')
-        return [(p, prompt) for p in paths]
-    return [(target, prompt)]
+        return [Row(str(p), prompt, source) for p in paths]
+    if not os.path.exists(target):
+        raise ScoringInputError(f"no such file or folder: '{target}' (give an image, a folder of images or --csv)")
+    return [Row(str(target), prompt, source)]
 
 
-def items_from_csv(csv_path: str) -> List[Item]:
-    """(path, prompt) pairs from a CSV with columns ``image`` and ``prompt``."""
+def rows_from_csv(csv_path: str) -> List[Row]:
+    """Rows from a CSV with an ``image`` column and an optional ``prompt`` column."""
+    if not os.path.isfile(csv_path):
+        raise ScoringInputError(f"no such CSV file: '{csv_path}'")
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    missing = [c for c in ('image', 'prompt') if c not in table.columns]
-    if missing:
-        raise ScoringInputError(f'{csv_path}: missing column(s) {missing}; found {list(table.columns)}')
-    empty = [i + 1 for i, p in enumerate(table['prompt']) if not p.strip()]
-    if empty:
-        raise PromptError(f'{csv_path}: empty prompt in data row(s) {empty[:20]}')
+    if 'image' not in table.columns:
+        raise ScoringInputError(f"{csv_path}: missing column(s) ['image']; found {list(table.columns)} "
+                                '(columns: image, and optionally prompt)')
     base = Path(csv_path).resolve().parent
-    return [(str(p if os.path.isabs(p) else base / p), prompt) for p, prompt in zip(table['image'], table['prompt'])]
+    prompts = table['prompt'] if 'prompt' in table.columns else [''] * len(table)
+    rows = []
+    for path, prompt in zip(table['image'], prompts):
+        prompt = prompt if prompt.strip() else None
+        rows.append(Row(str(path if os.path.isabs(path) else base / path), prompt, 'csv' if prompt else ''))
+    return rows
 
 
-def check_readable(items: Sequence[Item]) -> None:
-    """Raise ScoringInputError listing every missing or unreadable image at once."""
-    bad = [(path, reason) for path, _ in items if (reason := probe_image(path))]
-    if bad:
-        listing = '\n'.join(f'  {path}: {reason}' for path, reason in bad[:20])
-        more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
-        raise ScoringInputError(f'{len(bad)} of {len(items)} images cannot be scored:\n{listing}{more}')
+def fill_embedded_prompts(rows: Sequence[Row], progress: bool = False) -> None:
+    """Give rows without a prompt the prompt embedded in their image file (A1111, ComfyUI,
+    InvokeAI, NovelAI, EXIF, XMP; see data/embedded_prompts.py), or an error saying none was found."""
+    from .data.embedded_prompts import read_embedded_prompt
+
+    todo = [row for row in rows if row.prompt is None and not row.error]
+    for row in tqdm(todo, desc='reading embedded prompts', unit='image', disable=not progress or len(todo) < 2):
+        if not os.path.isfile(row.image):
+            row.error = 'missing file'
+            continue
+        try:
+            found = read_embedded_prompt(row.image)
+        except OSError as error:
+            row.error = f'unreadable file: {error}'
+            continue
+        if found.prompt is None:
+            row.error = (f'no prompt: {found.detail}; give --prompt or a CSV prompt column' if found.source == 'none'
+                         else f'no usable prompt in {found.source}: {found.detail}')
+        else:
+            row.prompt, row.prompt_source = found.prompt, found.source
 
 
-def _batches(items: Sequence[Item], batch_size: int) -> Iterator[Tuple[List[Item], torch.Tensor]]:
-    """Consecutive same-size images, at most batch_size at a time, as (items, (B,3,H,W))."""
+# ----- output -----
+class ResultWriter:
+    """Appends result rows to a CSV or JSONL file (by suffix), flushed after every write."""
+
+    def __init__(self, path: str, columns: List[str], overwrite: bool = False, resume: bool = False):
+        self.path, self.columns = path, list(columns)
+        self.jsonl = path.endswith(('.jsonl', '.json'))
+        self.done: set = set()
+        exists = os.path.exists(path) and os.path.getsize(path) > 0
+        if exists and not (overwrite or resume):
+            raise ScoringInputError(f'{path} exists; pass --resume to continue it or --overwrite to replace it')
+        if exists and resume:
+            self._keep_scored_rows()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fresh = not (exists and resume)
+        self.handle = open(path, 'w' if fresh else 'a', newline='')
+        self.writer = None if self.jsonl else csv.DictWriter(self.handle, fieldnames=self.columns)
+        if fresh and self.writer:
+            self.writer.writeheader()
+            self.handle.flush()
+
+    def _read(self) -> List[dict]:
+        with open(self.path, newline='') as handle:
+            if self.jsonl:
+                records = [json.loads(line) for line in handle if line.strip()]  # a torn last line stops here
+            else:
+                reader = csv.DictReader(handle)
+                if reader.fieldnames != self.columns:
+                    raise ScoringInputError(f'{self.path} has columns {reader.fieldnames}, this run writes '
+                                            f'{self.columns}: resume with the same metrics, or write to another file')
+                records = list(reader)
+        if records and list(records[0]) != self.columns:
+            raise ScoringInputError(f'{self.path} has columns {list(records[0])}, this run writes {self.columns}: '
+                                    'resume with the same metrics, or write to another file')
+        return records
+
+    def _keep_scored_rows(self) -> None:
+        """Resume: keep the rows that were scored (their images are skipped) and drop those
+        with an error, whose images are tried again; the file is rewritten atomically."""
+        from .weights import atomic_write
+
+        metrics = self.columns[3:-1]
+        kept = [r for r in self._read() if not r.get('error') and all(r.get(c) not in (None, '') for c in metrics)]
+        self.done = {r['image'] for r in kept}
+
+        def write(tmp):
+            with open(tmp, 'w', newline='') as handle:
+                if self.jsonl:
+                    handle.writelines(json.dumps(r) + '\n' for r in kept)
+                else:
+                    writer = csv.DictWriter(handle, fieldnames=self.columns)
+                    writer.writeheader()
+                    writer.writerows(kept)
+        atomic_write(self.path, write)
+
+    def write(self, records: List[dict]) -> None:
+        for record in records:
+            if self.jsonl:
+                self.handle.write(json.dumps(record) + '\n')
+            else:
+                self.writer.writerow(record)
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+# ----- decoding and batching -----
+def _decode(row: Row) -> Tuple[Row, Optional[torch.Tensor]]:
+    if row.error:
+        return row, None
+    try:
+        return row, TF.to_tensor(load_rgb(row.image))
+    except OSError as error:  # ImageReadError: missing, truncated, corrupt, unsupported
+        row.error = str(error)
+        return row, None
+
+
+def decoded(rows: Sequence[Row], workers: int = 2, ahead: int = 32) -> Iterator[Tuple[Row, Optional[torch.Tensor]]]:
+    """(row, (3, H, W) tensor or None) in order, decoded by ``workers`` threads at most
+    ``ahead`` images in advance."""
+    if workers <= 0:
+        yield from map(_decode, rows)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = []
+        for row in rows:
+            pending.append(pool.submit(_decode, row))
+            if len(pending) >= ahead:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def batches(stream, batch_size: int) -> Iterator[Tuple[List[Row], Optional[torch.Tensor]]]:
+    """Groups of at most ``batch_size`` consecutive same-size images; failed rows come alone
+    with ``None``."""
     group, tensors = [], []
-    for item in items:
-        img = TF.to_tensor(load_rgb(item[0]))
-        if tensors and (img.shape != tensors[0].shape or len(group) == batch_size):
-            yield group, torch.stack(tensors)
-            group, tensors = [], []
-        group.append(item)
-        tensors.append(img)
+    for row, image in stream:
+        if image is None or (tensors and (image.shape != tensors[0].shape or len(group) == batch_size)):
+            if group:
+                yield group, torch.stack(tensors)
+                group, tensors = [], []
+        if image is None:
+            yield [row], None
+            continue
+        group.append(row)
+        tensors.append(image)
     if group:
         yield group, torch.stack(tensors)
 
 
-def score_items(metric, items: Sequence[Item], batch_size: int = 8, progress: bool = True) -> List[float]:
-    """Scores of ``items`` with a pyiqa metric called as ``metric(images, prompt=[...])``."""
-    check_readable(items)
-    scores = []
-    with tqdm(total=len(items), unit='image', disable=not progress or len(items) < 2) as bar:
-        for group, images in _batches(items, batch_size):
-            out = metric(images, prompt=[p for _, p in group])
-            scores.extend(float(v) for v in out.reshape(len(group), -1)[:, 0].cpu())
+def _record(row: Row, scores: Dict[str, float], metrics: Sequence[str]) -> dict:
+    record = dict(image=row.image, prompt=row.prompt or '', prompt_source=row.prompt_source)
+    record.update({m: scores.get(m, '') for m in metrics})
+    record['error'] = row.error
+    return record
+
+
+def score_rows(metrics: Dict[str, torch.nn.Module], rows: Sequence[Row], writer: Optional[ResultWriter] = None,
+               batch_size: int = 8, progress: bool = True, workers: int = 2, echo=None) -> pd.DataFrame:
+    """Score ``rows`` with every metric ({name: pyiqa metric}); returns the table of this run
+    (rows already in a resumed output are skipped). ``echo(record)`` sees each record."""
+    if batch_size < 1:
+        raise OptionError(f'batch size must be >= 1, got {batch_size}')
+    names = list(metrics)
+    done = writer.done if writer else set()
+    todo = [row for row in rows if row.image not in done]
+    records = []
+    with tqdm(total=len(todo), unit='image', disable=not progress or len(todo) < 2, desc='scoring') as bar:
+        for group, images in batches(decoded(todo, workers), batch_size):
+            if images is None:
+                out = [_record(group[0], {}, names)]
+            else:
+                prompts = [row.prompt for row in group]
+                scores = {name: metric(images, prompt=prompts).reshape(len(group), -1)[:, 0].float().cpu().tolist()
+                          for name, metric in metrics.items()}
+                out = [_record(row, {n: scores[n][i] for n in names}, names) for i, row in enumerate(group)]
+            if writer:
+                writer.write(out)
+            for record in out:
+                if echo:
+                    echo(record)
+            records += out
             bar.update(len(group))
-    return scores
+    return pd.DataFrame(records, columns=['image', 'prompt', 'prompt_source'] + names + ['error'])
+
+
+# ----- metrics -----
+def plugin_metric_names() -> List[str]:
+    from .metric_configs import AGIQA_METRIC_CONFIGS
+
+    return list(AGIQA_METRIC_CONFIGS)
+
+
+def metric_network(name: str):
+    """The architecture class of the plugin metric ``name`` (OptionError for unknown names)."""
+    import difflib
+
+    import pyiqa
+
+    from .metric_configs import AGIQA_METRIC_CONFIGS
+    from .training.option_check import network_class
+
+    if name not in AGIQA_METRIC_CONFIGS:
+        if name in pyiqa.list_models():
+            raise OptionError(f"'{name}' is one of pyiqa's own metrics, which take no prompt: score with pyiqa's "
+                              f"command (pyiqa {name} -t IMAGES); this command scores {plugin_metric_names()}")
+        close = difflib.get_close_matches(name, plugin_metric_names(), n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ''
+        raise OptionError(f"unknown metric '{name}'{hint}; the plugin's metrics: {plugin_metric_names()}")
+    return network_class({'network': AGIQA_METRIC_CONFIGS[name]['metric_opts']})
+
+
+def options_per_metric(names: Sequence[str], options: dict) -> Dict[str, dict]:
+    """Each network option goes to the metrics whose network takes it; an option that no
+    metric takes is an error naming the known ones."""
+    from .training.option_check import constructor_keys, unknown_keys_error
+
+    known = {name: constructor_keys(metric_network(name)) for name in names}
+    unused = [k for k in options if not any(keys is None or k in keys for keys in known.values())]
+    if unused:
+        every = set().union(*[keys or set() for keys in known.values()])
+        raise unknown_keys_error(unused, every, f'--set (networks of {list(names)})')
+    return {name: {k: v for k, v in options.items() if keys is None or k in keys} for name, keys in known.items()}
+
+
+def create_metrics(names: Sequence[str], device=None, options: Optional[dict] = None,
+                   weights: Optional[Dict[Optional[str], str]] = None, seed: Optional[int] = 0) -> Dict[str, object]:
+    """{name: pyiqa metric} for the plugin's metric ``names`` with network ``options`` (each
+    option goes to the metrics whose network takes it);
+    ``weights`` maps a metric name (or None: every metric) to a weights SPEC. ``seed`` seeds
+    torch before each metric is built, so random weights are the same on every run."""
+    import pyiqa
+
+    import pyiqa_agiqa  # noqa: F401  (metric entries)
+
+    options, weights = dict(options or {}), dict(weights or {})
+    unknown = [k for k in weights if k is not None and k not in names]
+    if unknown:
+        raise OptionError(f'--weights names metric(s) {unknown} that are not scored here ({list(names)})')
+    names = list(dict.fromkeys(names))
+    per_metric = options_per_metric(names, options)
+    metrics = {}
+    for name in names:
+        spec = weights.get(name, weights.get(None))
+        if seed is not None:
+            torch.manual_seed(seed)
+        metrics[name] = pyiqa.create_metric(name, device=device, **per_metric[name],
+                                            **({'weights': spec} if spec else {}))
+    return metrics

@@ -27,11 +27,13 @@ def image_folder(tmp_path):
 def test_score_folder_to_csv(image_folder, tmp_path, capsys):
     out = tmp_path / 'scores.csv'
     assert main(['score', 'ipce', '-t', str(image_folder), '--prompt', 'a red circle', '-o', str(out)] + TINY_SET) == 0
-    table = pd.read_csv(out)
-    assert list(table.columns) == ['image', 'prompt', 'ipce'] and len(table) == 3
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table.columns) == ['image', 'prompt', 'prompt_source', 'ipce', 'error'] and len(table) == 3
     assert table['ipce'].between(0, 5).all() and (table['prompt'] == 'a red circle').all()
-    with pytest.raises(SystemExit, match='exists; pass --overwrite'):
-        main(['score', 'ipce', '-t', str(image_folder), '--prompt', 'x', '-o', str(out)] + TINY_SET)
+    assert (table['prompt_source'] == 'argument').all() and (table['error'] == '').all()
+    capsys.readouterr()
+    assert main(['score', 'ipce', '-t', str(image_folder), '--prompt', 'x', '-o', str(out)] + TINY_SET) == 1
+    assert 'exists; pass --resume to continue it or --overwrite to replace it' in capsys.readouterr().err
 
 
 def test_score_single_image_prints_and_matches_folder_score(image_folder, capsys):
@@ -45,22 +47,17 @@ def test_score_csv_with_one_prompt_per_image(image_folder, tmp_path):
     pd.DataFrame({'image': ['imgs/img0.png', 'imgs/img1.png'], 'prompt': ['a cat', 'a dog']}).to_csv(listing, index=False)
     out = tmp_path / 'csv_scores.csv'
     main(['score', 'ipce', '--csv', str(listing), '-o', str(out)] + TINY_SET)
-    assert pd.read_csv(out)['prompt'].tolist() == ['a cat', 'a dog']
+    table = pd.read_csv(out)
+    assert table['prompt'].tolist() == ['a cat', 'a dog'] and (table['prompt_source'] == 'csv').all()
 
 
-def test_score_errors_are_clear(image_folder, tmp_path):
-    from pyiqa_agiqa.prompts import PromptError
-    from pyiqa_agiqa.scoring import ScoringInputError
-
-    with pytest.raises(PromptError, match='a prompt is required'):
-        main(['score', 'ipce', '-t', str(image_folder)] + TINY_SET)
-    (image_folder / 'broken.png').write_bytes(b'nope')
-    with pytest.raises(ScoringInputError, match='(?s)1 of 4 images cannot be scored.*broken.png'):
-        main(['score', 'ipce', '-t', str(image_folder), '--prompt', 'x'] + TINY_SET)
+def test_score_errors_are_clear(image_folder, tmp_path, capsys):
     listing = tmp_path / 'bad.csv'
     pd.DataFrame({'img': ['a.png'], 'prompt': ['x']}).to_csv(listing, index=False)
-    with pytest.raises(ScoringInputError, match="missing column\\(s\\) \\['image'\\]"):
-        main(['score', 'ipce', '--csv', str(listing)] + TINY_SET)
+    assert main(['score', 'ipce', '--csv', str(listing)] + TINY_SET) == 1
+    assert "missing column(s) ['image']" in capsys.readouterr().err
+    assert main(['score', 'ipce', '-t', str(image_folder), '--prompt', '  '] + TINY_SET) == 1
+    assert '--prompt is empty' in capsys.readouterr().err
 
 
 def test_console_script_is_installed():
@@ -76,7 +73,7 @@ def test_demo_command_runs_end_to_end(tmp_path):
     assert (tmp_path / 'demo' / 'experiments' / 'ipce_demo' / 'models' / 'net_best.pth').is_file()
 
 
-def test_prepare_agiqa3k_refuses_to_overwrite(tmp_path):
+def test_prepare_agiqa3k_refuses_to_overwrite(tmp_path, capsys):
     data = tmp_path / 'data.csv'
     data.write_text('name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align\n'
                     'a_normal_000.jpg,a cat,,,,1.5,0.2,2.0,0.3\n'
@@ -86,8 +83,11 @@ def test_prepare_agiqa3k_refuses_to_overwrite(tmp_path):
     assert main(['prepare', 'agiqa3k', '--data-csv', str(data), '-o', str(out)]) == 0
     table = pd.read_csv(out)
     assert list(table.columns[:4]) == ['name', 'mos_quality', 'prompt', 'mos_correspondence']
-    with pytest.raises(FileExistsError, match='overwrite'):
-        main(['prepare', 'agiqa3k', '--data-csv', str(data), '-o', str(out)])
+    before = out.read_text()
+    capsys.readouterr()
+    assert main(['prepare', 'agiqa3k', '--data-csv', str(data), '-o', str(out)]) == 1
+    assert capsys.readouterr().err == f'error: {out} exists; pass --overwrite to replace it\n'
+    assert out.read_text() == before
 
 
 def test_prepare_dispatches_to_every_converter(tmp_path, capsys):
@@ -100,9 +100,9 @@ def test_prepare_dispatches_to_every_converter(tmp_path, capsys):
     assert main(['prepare', 'agiqa1k', '--data', str(shared), '-o', str(out)]) == 0
     assert len(pd.read_csv(out)) == 1078
     assert 'dreamStudio_8_9_1_1.jpg' in capsys.readouterr().err
-    with pytest.raises(ValueError, match='aigciqa2023: give --release'):
-        main(['prepare', 'aigciqa2023', '-o', str(tmp_path / 'x.csv')])
     capsys.readouterr()
+    assert main(['prepare', 'aigciqa2023', '-o', str(tmp_path / 'x.csv')]) == 1
+    assert capsys.readouterr().err == 'error: aigciqa2023: give --release (the unpacked release folder)\n'
     assert main(['prepare', 'aigciqa2023', '--release', str(tmp_path), '-o', str(tmp_path / 'x.csv')]) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: AIGCIQA2023 release file(s) not found') and 'pic-index.xlsx' in err

@@ -57,7 +57,7 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from ..weights import load_network_weights
+from ..weight_specs import fine_tuned_source, load_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 AUTHENTICITY_LEVELS = ('bad', 'poor', 'fair', 'good', 'excellent')
@@ -184,7 +184,10 @@ class CIANet(nn.Module):
         clip_pretrained: CLIP weights: open_clip tag (default ``openai``) or local file.
         pretrained: False builds everything with random weights (nothing is read or
             downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
-        pretrained_model_path: fine-tuned CIA-Net weights (a pyiqa checkpoint, key ``params``).
+        pretrained_model_path / weights: fine-tuned CIA-Net weights: an exported folder, a
+            ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
+            (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
+            the folder's card. Not with ``pretrained=False``.
         n_head: heads of the CIA layer's attention (8); d_model is the CLIP embed dim.
         head_hidden: width of the quality head's hidden layer (256).
         cache_dir: download / cache folder for CLIP weights.
@@ -201,21 +204,24 @@ class CIANet(nn.Module):
     output_names = OUTPUT_NAMES
 
     def __init__(self, clip_model: str = 'ViT-B-32-quickgelu', clip_pretrained: Optional[str] = 'openai',
-                 pretrained: bool = True, pretrained_model_path: Optional[str] = None, n_head: int = 8,
+                 pretrained: bool = True, pretrained_model_path: Optional[str] = None,
+                 weights: Optional[str] = None, n_head: int = 8,
                  head_hidden: int = 256, cache_dir: Optional[str] = None, output: Optional[str] = None):
+        options = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
         super().__init__()
+        fine_tuned = fine_tuned_source(pretrained, pretrained_model_path, weights, 'CIANet')
         if output is not None and output not in OUTPUT_NAMES:
             raise ValueError(f"CIANet: output must be None or one of {list(OUTPUT_NAMES)}, got {output!r}")
         self.output = output
-        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, pretrained_model_path),
+        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, fine_tuned),
                                      cache_dir)
         d_model = self.backbone.embed_dim
         self.cia_layer = CIALayer(d_model, n_head)
         self.head = QualityHead(2 * d_model, head_hidden)
         self.register_buffer('levels', torch.arange(1, len(AUTHENTICITY_LEVELS) + 1, dtype=torch.float32),
                              persistent=False)
-        if pretrained and pretrained_model_path:
-            load_network_weights(self, pretrained_model_path)
+        if fine_tuned:
+            load_weights(self, fine_tuned, options)
 
     # ----- pieces, each usable on its own -----
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg
-from ..weights import load_network_weights
+from ..weight_specs import fine_tuned_source, load_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 LEVELS = ('terrible', 'bad', 'poor', 'average', 'good', 'perfect')
@@ -137,7 +137,10 @@ class CLIPAGIQA(nn.Module):
         clip_pretrained: CLIP weights: open_clip tag (default ``openai``) or local file.
         pretrained: False builds everything with random weights (nothing is read or
             downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
-        pretrained_model_path: fine-tuned CLIP-AGIQA weights (a pyiqa checkpoint, key ``params``).
+        pretrained_model_path / weights: fine-tuned CLIP-AGIQA weights: an exported folder, a
+            ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
+            (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
+            the folder's card. Not with ``pretrained=False``.
         cache_dir: download / cache folder for CLIP weights.
         output: None -> forward returns ``{'quality': (B,)}``; ``'quality'`` -> (B, 1).
         n_ctx: learnable context vectors (16).
@@ -162,18 +165,21 @@ class CLIPAGIQA(nn.Module):
 
     def __init__(self, clip_model: str = 'ViT-B-16-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,
+                 weights: Optional[str] = None,
                  cache_dir: Optional[str] = None, output: Optional[str] = None, n_ctx: int = 16,
                  ctx_std: float = 0.02, levels: Sequence[str] = LEVELS, hidden: int = 512,
                  dropout: float = 0.5, train_random_resized_crop: bool = True,
                  crop_scale: Sequence[float] = (0.08, 1.0), crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
                  aux_prompts: Optional[Sequence[str]] = None):
+        options = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
         super().__init__()
+        fine_tuned = fine_tuned_source(pretrained, pretrained_model_path, weights, 'CLIPAGIQA')
         if output is not None and output not in self.output_names:
             raise ValueError(f"CLIPAGIQA output must be None or one of {list(self.output_names)}, got {output!r}")
         if isinstance(aux_prompts, str):
             aux_prompts = [aux_prompts]
         self.output = output
-        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, pretrained_model_path),
+        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, fine_tuned),
                                      cache_dir)
         self.backbone.requires_grad_(False)
         self.prompt_learner = CoOpPromptLearner(self.backbone, n_ctx, levels, tuple(aux_prompts or ()), ctx_std)
@@ -190,8 +196,8 @@ class CLIPAGIQA(nn.Module):
         self.train_random_resized_crop = bool(train_random_resized_crop)
         self.crop_scale, self.crop_ratio = [float(v) for v in crop_scale], [float(v) for v in crop_ratio]
         self.backbone.eval()
-        if pretrained and pretrained_model_path:
-            load_network_weights(self, pretrained_model_path)
+        if fine_tuned:
+            load_weights(self, fine_tuned, options)
 
     def train(self, mode: bool = True):
         """Train mode for the prompt learner and the head; the frozen CLIP stays in eval mode."""

@@ -96,7 +96,8 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from ..weights import load_network_weights, load_state_dict
+from ..weight_specs import fine_tuned_source, load_weights
+from ..weights import load_state_dict
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 QUALITY_TEXTS = ('good photo.', 'bad photo.')
@@ -223,7 +224,10 @@ class DCMPL(nn.Module):
         clip_pretrained: CLIP weights: open_clip tag (default ``openai``) or local file.
         pretrained: False builds everything with random weights (nothing is read or
             downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
-        pretrained_model_path: trained DCMPL weights (a pyiqa checkpoint, key ``params``).
+        pretrained_model_path / weights: fine-tuned DCMPL weights: an exported folder, a
+            ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
+            (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
+            the folder's card. Not with ``pretrained=False``.
         n_ctx: prompt tokens per layer, 8 [base].
         prompt_init_std: std of the normal initialisation of the prompts, 0.02 [base].
         use_aux: True [base]: the auxiliary (alignment) prompts and the coupling. False gives
@@ -253,12 +257,15 @@ class DCMPL(nn.Module):
 
     def __init__(self, clip_model: str = 'ViT-B-32-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,
+                 weights: Optional[str] = None,
                  n_ctx: int = 8, prompt_init_std: float = 0.02, use_aux: bool = True,
                  mpa: bool = True, mpa_heads: int = 8, mpa_dim: Optional[int] = None,
                  adapter: bool = True, adapter_reduction: int = 4, adapter_ratio: float = 0.2,
                  normalization: str = 'imagenet', test_stride: int = 64,
                  test_chunk: int = 64, output: Optional[str] = None, cache_dir: Optional[str] = None):
+        options = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
         super().__init__()
+        fine_tuned = fine_tuned_source(pretrained, pretrained_model_path, weights, 'DCMPL')
         if output is not None and output not in self.output_names:
             raise ValueError(f"output must be None or one of {self.output_names}, got '{output}'")
         if output == 'alignment' and not use_aux:
@@ -269,7 +276,7 @@ class DCMPL(nn.Module):
         self.n_ctx = int(n_ctx)
         self.test_stride, self.test_chunk = int(test_stride), int(test_chunk)
 
-        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, pretrained_model_path),
+        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, fine_tuned),
                                      cache_dir)
         self.backbone.requires_grad_(False)
         model = self.backbone.model
@@ -301,8 +308,8 @@ class DCMPL(nn.Module):
         self.register_buffer('pixel_mean', torch.tensor(mean).view(3, 1, 1), persistent=False)
         self.register_buffer('pixel_std', torch.tensor(std).view(3, 1, 1), persistent=False)
 
-        if pretrained and pretrained_model_path:
-            load_network_weights(self, pretrained_model_path)
+        if fine_tuned:
+            load_weights(self, fine_tuned, options)
 
     # ----- prompts -----
     def main_prompts(self):

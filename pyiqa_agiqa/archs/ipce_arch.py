@@ -29,7 +29,7 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from ..weights import load_network_weights
+from ..weight_specs import fine_tuned_source, load_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
 LEVELS = ('badly', 'poorly', 'fairly', 'well', 'perfectly')
@@ -131,7 +131,10 @@ class IPCE(nn.Module):
         clip_pretrained: CLIP weights: open_clip tag (default ``openai``) or local file.
         pretrained: False builds everything with random weights (nothing is read or
             downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
-        pretrained_model_path: fine-tuned IPCE weights (a pyiqa checkpoint, key ``params``).
+        pretrained_model_path / weights: fine-tuned IPCE weights: an exported folder, a
+            ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
+            (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
+            the folder's card. Not with ``pretrained=False``.
         min_side: 512 (768 for AIGIQA-20K); see :class:`IPCEViews` for the view options.
         patch_size: defaults to the CLIP input size.
         cache_dir: download / cache folder for CLIP weights.
@@ -147,17 +150,20 @@ class IPCE(nn.Module):
 
     def __init__(self, clip_model: str = 'ViT-B-32-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,
+                 weights: Optional[str] = None,
                  min_side: int = 512, patch_size: Optional[int] = None, stride: int = 32,
                  large_stride: int = 48, large_side: int = 1024, n_train_patches: int = 8,
                  n_test_patches: int = 15, cache_dir: Optional[str] = None):
+        options = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
         super().__init__()
-        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, pretrained_model_path),
+        fine_tuned = fine_tuned_source(pretrained, pretrained_model_path, weights, 'IPCE')
+        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, fine_tuned),
                                      cache_dir)
         self.backbone.model.logit_scale.requires_grad_(False)
         self.views = IPCEViews(patch_size or self.backbone.image_size, min_side, stride, large_stride,
                                large_side, n_train_patches, n_test_patches)
-        if pretrained and pretrained_model_path:
-            load_network_weights(self, pretrained_model_path)
+        if fine_tuned:
+            load_weights(self, fine_tuned, options)
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """(B,) prompts -> (B, 5, D) L2-normalised level-text embeddings."""

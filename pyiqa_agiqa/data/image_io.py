@@ -7,7 +7,9 @@ Every image becomes an 8-bit RGB PIL image; odd modes are converted consistently
   (PIL's own ``convert('RGB')`` would clip them to white);
 - float ``F``: taken as [0, 1] when its maximum is <= 1, else as [0, 255];
 - alpha (``RGBA``, ``LA``, ``PA``, palette with transparency): composited over white;
-- ``CMYK``, ``YCbCr``, palette ``P``: PIL's conversion.
+- ``CMYK``, ``YCbCr``, palette ``P``: PIL's conversion;
+- EXIF orientation (camera / phone photos, some editors) is applied, so an image is scored
+  the way viewers show it (PIL alone would give the stored, possibly rotated, pixels).
 
 Unreadable files raise :class:`ImageReadError`, which names the file.
 """
@@ -18,7 +20,7 @@ import os
 from typing import Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageSource = Union[str, os.PathLike, Image.Image]
 
@@ -54,14 +56,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def load_rgb(source: ImageSource) -> Image.Image:
     """Open and fully decode an image as 8-bit RGB, or raise ImageReadError naming it."""
     if isinstance(source, Image.Image):
-        return to_rgb(source)
+        return to_rgb(ImageOps.exif_transpose(source))
     path = os.fspath(source)
     if not os.path.isfile(path):
         raise ImageReadError(f'Image file not found: {path}')
     try:
         with Image.open(path) as img:
             img.load()
-            return to_rgb(img)
+            return to_rgb(ImageOps.exif_transpose(img))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise ImageReadError(f'Cannot read image {path}: {error}') from error
 

@@ -325,15 +325,23 @@ class TrainingRun:
         if tb_logger:
             tb_logger.close()
         if distributed.rank() == 0:
-            write_results(opt, model.best_metric_results)
+            write_results(opt, model)
         return model.best_metric_results
 
 
-def write_results(opt: dict, results: dict) -> str:
-    """``experiments/NAME/results.json``: the figures at the selected checkpoint."""
+def write_results(opt: dict, model) -> str:
+    """``experiments/NAME/results.json``: the figures at the selected checkpoint, where and by
+    what they were selected, and the versions that trained them (read by ``export``)."""
+    from ..exported import versions
+
     path = os.path.join(opt['path']['experiments_root'], RESULTS_FILE)
+    train = opt['datasets']['train']
+    record = dict(name=opt['name'], results=model.best_metric_results, selected_iter=model._best_iter,
+                  selected_on=model._select_name, key_metric=getattr(model, 'key_metric', None),
+                  outputs=list(model.targets), versions=versions(),
+                  split=dict(scheme=train.get('split_scheme'), index=train.get('split_index')))
     with open(path, 'w') as handle:
-        json.dump({'name': opt['name'], 'results': results}, handle, indent=1)
+        json.dump(record, handle, indent=1)
     return path
 
 
