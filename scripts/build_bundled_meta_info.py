@@ -4,9 +4,12 @@
 Usage (from the repository root):
     python scripts/build_bundled_meta_info.py [--dataset agiqa3k|agiqa1k] [--out PATH] [--overwrite]
 
-Inputs are the official metadata and the published split manifests in ``shared/datasets/``
-beside the repository. The output is deterministic: the same inputs give a byte-identical file;
-the tests check that the bundled files equal a fresh build.
+Inputs are the official metadata in ``shared/datasets/`` beside the repository; the split
+columns come from the manifests shipped in ``pyiqa_agiqa/data/split_manifests/`` (built from the
+collected split files by ``scripts/build_split_manifests.py``; run that first), exactly as
+``pyiqa-agiqa prepare KEY --data FILE`` applies them for a user. ``--splits-csv`` adds a
+manifest after the shipped one (its columns win). The output is deterministic: the same inputs
+give a byte-identical file; the tests check that the bundled files equal a fresh build.
 """
 import argparse
 import sys
@@ -16,8 +19,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / 'shared' / 'datasets'
 META_INFO = REPO_ROOT / 'pyiqa_agiqa' / 'data' / 'meta_info'
 SOURCES = {
-    'agiqa3k': (SHARED / 'AGIQA-3K' / 'data.csv', SHARED / 'AGIQA-3K' / 'splits_AGIQA-3K_IPCE_CIANet_QAlign_MAAGIQA.csv'),
-    'agiqa1k': (SHARED / 'AGIQA-1K' / 'AIGC_MOS_Zscore.xlsx', SHARED / 'AGIQA-1K' / 'splits_IPCE_AGIQA-1K.csv'),
+    'agiqa3k': SHARED / 'AGIQA-3K' / 'data.csv',
+    'agiqa1k': SHARED / 'AGIQA-1K' / 'AIGC_MOS_Zscore.xlsx',
 }
 
 if str(REPO_ROOT) not in sys.path:
@@ -31,11 +34,13 @@ def main(argv=None):
     parser.add_argument('--dataset', choices=sorted(SOURCES), default='agiqa3k')
     parser.add_argument('--out', type=Path, help='output CSV (default: the bundled file of the dataset)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output')
+    parser.add_argument('--splits-csv', type=Path, help='a split manifest applied after the shipped one')
     args = parser.parse_args(argv)
-    data, splits = SOURCES[args.dataset]
+    data = SOURCES[args.dataset]
     out = args.out or META_INFO / f'{args.dataset}.csv'
     try:
-        warnings = prepare_meta_info(args.dataset, out, data=data, splits=splits, overwrite=args.overwrite)
+        warnings = prepare_meta_info(args.dataset, out, data=data, splits=args.splits_csv,
+                                     overwrite=args.overwrite)
     except FileExistsError as error:
         parser.error(f'{error} (use --overwrite)')
     for warning in warnings:

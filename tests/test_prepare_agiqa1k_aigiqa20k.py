@@ -232,9 +232,15 @@ def test_agiqa1k_rejects_bad_split_files(tmp_path):
     bad.to_csv(tmp_path / 'conflict.csv', index=False)
     with pytest.raises(MetadataError, match=r"conflict.csv: CONFLICT for names that are not duplicated: 'deepai_0_0_0_0.jpg'"):
         build_agiqa1k_meta_info(xlsx, tmp_path / 'conflict.csv')
-    table.iloc[1:].to_csv(tmp_path / 'short.csv', index=False)
-    with pytest.raises(MetadataError, match=r"short.csv: image names differ .*1 missing from the split file \('deepai_0_0_0_0.jpg'\)"):
-        build_agiqa1k_meta_info(xlsx, tmp_path / 'short.csv')
+    table.iloc[1:].to_csv(tmp_path / 'short.csv', index=False)  # an image the manifest does not list
+    df, warnings = build_agiqa1k_meta_info(xlsx, tmp_path / 'short.csv')
+    assert (df.loc[df['name'] == 'deepai_0_0_0_0.jpg', IPCE_1K + [c.replace('ipce', 'ipcev') for c in IPCE_1K]]
+            == 'excluded').all(axis=None)
+    assert any(w.startswith(f"{tmp_path / 'short.csv'}: 1 image(s) of the xlsx not in the split file, set to "
+                            f"'excluded' (in no part) in ipce_split_00..10: 'deepai_0_0_0_0.jpg'") for w in warnings)
+    table.assign(name=[f'other_{i}.jpg' for i in range(len(table))]).to_csv(tmp_path / 'other.csv', index=False)
+    with pytest.raises(MetadataError, match=r"other.csv: none of its 23 names is an image of the xlsx"):
+        build_agiqa1k_meta_info(xlsx, tmp_path / 'other.csv')
     table.drop(columns='ipce_split_00').to_csv(tmp_path / 'no00.csv', index=False)
     with pytest.raises(MetadataError, match=r"no00.csv: missing split column\(s\) \['ipce_split_00'\]"):
         build_agiqa1k_meta_info(xlsx, tmp_path / 'no00.csv')

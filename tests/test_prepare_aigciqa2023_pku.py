@@ -286,9 +286,20 @@ def test_aig_bad_published_splits(aig_release, aig_splits_csv, tmp_path):
     with pytest.raises(MetadataError, match=r"model.csv: column 'model' disagrees .*7.png \('DALLE' "
                                             r"vs 'Controlnet'\)"):
         build_aigciqa2023_meta_info(aig_release, tmp_path / 'model.csv')
-    table[table['name'] != '9.png'].to_csv(tmp_path / 'short.csv', index=False)
-    with pytest.raises(MetadataError, match=r"short.csv: image names differ .* 1 missing .*'9.png'"):
-        build_aigciqa2023_meta_info(aig_release, tmp_path / 'short.csv')
+    table[table['name'] != '9.png'].to_csv(tmp_path / 'short.csv', index=False)  # 9.png not listed: excluded
+    df, warnings = build_aigciqa2023_meta_info(aig_release, tmp_path / 'short.csv', check_images=False)
+    row = df.loc[df['name'] == 'Image/allimg/9.png', split_columns(df, 'ipce') + split_columns(df, 'cianet')
+                 + split_columns(df, 'cianetv')]
+    assert (row == 'excluded').all(axis=None)
+    assert any("short.csv: 1 image(s) of the release (images 0..2399.png) not in the split file, set to 'excluded'"
+               in w and "'9.png'" in w for w in warnings)
+    quad = table['name'].isin(['8.png', '9.png', '10.png', '11.png'])
+    test_of_quad = table.loc[quad & (table['cianet_split_01'] == 'test'), 'name'].iat[0]
+    table[table['name'] != test_of_quad].to_csv(tmp_path / 'no_test.csv', index=False)  # 0 test in a partial cell
+    build_aigciqa2023_meta_info(aig_release, tmp_path / 'no_test.csv', check_images=False)
+    table.assign(name='x' + table['name']).to_csv(tmp_path / 'renamed.csv', index=False)
+    with pytest.raises(MetadataError, match=r"renamed.csv: none of its 2400 names is an image of the release"):
+        build_aigciqa2023_meta_info(aig_release, tmp_path / 'renamed.csv')
     table.assign(ipce_split_02='val').to_csv(tmp_path / 'val.csv', index=False)
     with pytest.raises(MetadataError, match=r"val.csv: ipce_split_02 has values other than train/test"):
         build_aigciqa2023_meta_info(aig_release, tmp_path / 'val.csv')

@@ -206,8 +206,17 @@ def test_converter_rejects_bad_inputs(tmp_path):
         build_agiqa3k_meta_info(write_data_csv(tmp_path / 'bad.csv', rows=bad_rows))
     data_csv = write_data_csv(tmp_path / 'data.csv')
     other = write_splits_csv(tmp_path / 'other.csv', names[:-1] + ['extra.jpg'])
-    with pytest.raises(MetadataError, match=r"other.csv: .*'glide_normal_002.jpg'.*'extra.jpg'"):
-        build_agiqa3k_meta_info(data_csv, other)
+    df, warnings = build_agiqa3k_meta_info(data_csv, other, return_warnings=True)  # coverage: warnings
+    assert (df.loc[5, PUBLISHED + [f'ipcev_split_{i:02d}' for i in range(1, 11)]] == 'excluded').all()
+    assert (df.loc[4, PUBLISHED] == 'test').all()  # its prompt-mate stays as published
+    assert [w.split(': ', 1)[1] for w in warnings] == [
+        "1 image(s) of data.csv not in the split file, set to 'excluded' (in no part) in ipce_split_01..10, "
+        "cianet_split_01..10: 'glide_normal_002.jpg'",
+        "1 name(s) of the split file not in data.csv, ignored (the published parts lack them): 'extra.jpg'",
+        'split column(s) not read: qalign_split_1 (published splits of this dataset: ipce_split_01..10, '
+        'cianet_split_01..10; default and val-carved columns are computed)']
+    with pytest.raises(MetadataError, match=r"nothing.csv: none of its 6 names is an image of data.csv"):
+        build_agiqa3k_meta_info(data_csv, write_splits_csv(tmp_path / 'nothing.csv', [f'x{n}' for n in names]))
     leaky = write_splits_csv(tmp_path / 'leaky.csv', names, test_rows=(3, 4, 5))
     with pytest.raises(MetadataError, match=r"leaky.csv: ipce_split_01: 1 group\(s\) of "
                                             r"'group' on several sides: 1 \(test/train\)"):

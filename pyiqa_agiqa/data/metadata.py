@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .split_manifests import is_shipped
+from .splits import EXCLUDED
+
 REQUIRED_COLUMNS = ('name', 'mos_quality', 'prompt')
 LABEL_PREFIXES = ('mos_', 'std_')
 MAX_LISTED = 20
@@ -114,35 +117,116 @@ def write_meta_info(df, out_path, overwrite=False):
     df.to_csv(out_path, index=False, lineterminator='\n')
 
 
-def read_split_manifest(path, names, columns, values=('train', 'test'), reference='the release', extra_names=()):
-    """Published split columns of the CSV ``path`` (keyed by ``name``), aligned to ``names``.
+def read_split_manifests(paths, names, columns, values=('train', 'test'), reference='the release',
+                         extra_names=(), warnings=None):
+    """Published split columns of one or more manifests (CSV keyed by ``name``), aligned to ``names``.
 
-    Checks, each failure a MetadataError naming the file: the ``columns`` exist; no name is
-    duplicated; the file names exactly ``names`` (plus, optionally, ``extra_names``, e.g. rows
-    the converter dropped); every value of ``columns`` is in ``values``.
+    Precedence: the files are read in order and a later file replaces, column by column, the
+    values of an earlier one (``prepare`` passes the shipped manifest first, then the user's
+    ``--splits-csv``). A requested column must be in at least one file; each file must hold at
+    least one of them. Columns of a file that are not requested are kept too (callers may check
+    them, e.g. AIGCIQA2023's ``model``), except split-like columns (``*_split_*``), which are
+    reported as not read.
+
+    Coverage, reported in ``warnings`` (a list that is appended to), never silently:
+
+    - a row of ``names`` that a file does not list gets ``EXCLUDED`` (in no part) in that
+      file's columns, so the published parts keep only the images the manifest names;
+    - a name of a file that is not in ``names`` (nor in ``extra_names``, e.g. rows the
+      converter dropped on purpose) is ignored;
+    - a file that shares no name with ``names`` is an error (another dataset, or names written
+      differently), except a manifest shipped with the package: it is skipped with a warning
+      (the release is not the official one, so its published splits do not apply).
+
+    Errors (MetadataError naming the file): no ``name`` column, duplicated names, values of a
+    requested column outside ``values``, no requested column at all, a requested column in no
+    file.
 
     Returns:
-        DataFrame with one row per entry of ``names`` (in that order, fresh index) and every
-        column of the file (so callers can check extra columns of the manifest).
+        ``(table, sources)``: ``table`` has one row per entry of ``names`` (in that order, fresh
+        index), column ``name``, the requested columns (str), then the other columns the files
+        hold ('' where a file does not list the row); ``sources`` maps each column to the file
+        its values come from. ``None`` if every file was skipped.
     """
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ['name', *columns] if c not in table.columns]
+    warnings = [] if warnings is None else warnings
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    names = [str(n) for n in names]
+    name_set, allowed_extra = set(names), set(extra_names)
+    out = pd.DataFrame({'name': names})
+    sources = {}
+    for path in paths:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if 'name' not in table.columns:
+            raise MetadataError(f'{path}: no name column; columns found: {list(table.columns)}')
+        present = [c for c in columns if c in table.columns]
+        if not present:
+            raise MetadataError(f'{path}: missing split column(s) {list(columns)}; columns found: '
+                                f'{list(table.columns)}')
+        duplicated = table['name'][table['name'].duplicated()]
+        if len(duplicated):
+            raise MetadataError(f'{path}: duplicated name(s) {format_items(map(repr, duplicated))}')
+        for column in present:
+            bad = table.loc[~table[column].isin(values), ['name', column]]
+            if len(bad):
+                listing = format_items(f'row {i + 1} ({name!r}: {value!r})' for i, name, value in bad.itertuples())
+                raise MetadataError(f'{path}: {column} has values other than {"/".join(values)} in {listing}')
+        listed = set(table['name'])
+        if not listed & name_set:
+            if is_shipped(path):
+                warnings.append(f'{path}: the shipped split manifest names none of the {len(names)} images of '
+                                f'{reference} (not the official release?); its split columns are not written')
+                continue
+            raise MetadataError(f'{path}: none of its {len(table)} names is an image of {reference} '
+                                f'({len(names)} images, e.g. {format_items(map(repr, names[:3]))}; the file has '
+                                f'{format_items(map(repr, table["name"][:3]))}): a manifest of another dataset, or '
+                                f'names written differently')
+        unlisted = [n for n in names if n not in listed]
+        if unlisted:
+            warnings.append(f'{path}: {len(unlisted)} image(s) of {reference} not in the split file, set to '
+                            f'{EXCLUDED!r} (in no part) in {_column_range(present)}: '
+                            f'{format_items(map(repr, unlisted))}')
+        unknown = [n for n in table['name'] if n not in name_set and n not in allowed_extra]
+        if unknown:
+            warnings.append(f'{path}: {len(unknown)} name(s) of the split file not in {reference}, ignored (the '
+                            f'published parts lack them): {format_items(map(repr, unknown))}')
+        skipped = [c for c in table.columns if '_split_' in c and c not in columns]
+        if skipped:
+            warnings.append(f'{path}: split column(s) not read: {_column_range(skipped)} (published splits of this '
+                            f'dataset: {_column_range(columns)}; default and val-carved columns are computed)')
+        aligned = table.set_index('name').reindex(names)
+        changed = []
+        for column in [c for c in table.columns if c != 'name' and c not in skipped]:
+            fill = EXCLUDED if column in present else ''
+            new = aligned[column].fillna(fill).to_numpy(dtype=object)
+            if column in sources and column in present:
+                differs = int((out[column].to_numpy(dtype=object) != new).sum())
+                if differs:
+                    changed.append(f'{column} ({differs})')
+            out[column] = new
+            sources[column] = path
+        if changed:
+            warnings.append(f'{path}: replaces values of an earlier split manifest; row(s) changed per column: '
+                            f'{format_items(changed)}')
+    if not sources:
+        return None
+    missing = [c for c in columns if c not in sources]
     if missing:
-        raise MetadataError(f'{path}: missing split column(s) {missing}')
-    duplicated = table['name'][table['name'].duplicated()]
-    if len(duplicated):
-        raise MetadataError(f'{path}: duplicated name(s) {format_items(map(repr, duplicated))}')
-    names = list(names)
-    only_reference = sorted(set(names) - set(table['name']))
-    only_splits = sorted(set(table['name']) - set(names) - set(extra_names))
-    if only_reference or only_splits:
-        raise MetadataError(
-            f'{path}: image names differ from {reference}: {len(only_reference)} missing from the split file '
-            f'({format_items(map(repr, only_reference))}), {len(only_splits)} only in the split file '
-            f'({format_items(map(repr, only_splits))})')
+        raise MetadataError(f'{" + ".join(map(str, paths))}: missing split column(s) {missing}')
+    order = ['name', *columns, *[c for c in out.columns if c != 'name' and c not in columns]]
+    return out[order], sources
+
+
+def _column_range(columns):
+    """'ipce_split_01..10, cianet_split_01..10' for consecutive runs of one scheme, else the names."""
+    schemes = {}
     for column in columns:
-        bad = table.loc[~table[column].isin(values), ['name', column]]
-        if len(bad):
-            listing = format_items(f'row {i + 1} ({name!r}: {value!r})' for i, name, value in bad.itertuples())
-            raise MetadataError(f'{path}: {column} has values other than {"/".join(values)} in {listing}')
-    return table.set_index('name').loc[names].reset_index()
+        scheme, _, number = str(column).rpartition('_split_')
+        schemes.setdefault(scheme, []).append(number)
+    parts = []
+    for scheme, numbers in schemes.items():
+        values = [int(n) if n.isdigit() else None for n in numbers]
+        run = (len(numbers) > 1 and None not in values and len({len(n) for n in numbers}) == 1
+               and values == list(range(values[0], values[0] + len(values))))
+        parts += ([f'{scheme}_split_{numbers[0]}..{numbers[-1]}'] if run
+                  else [f'{scheme}_split_{n}' if scheme else n for n in numbers])
+    return format_items(parts)

@@ -61,8 +61,10 @@ numbered by first appearance from 0), then splits:
   (``add_split_columns(..., 'default', ratios=(0.7, 0.1, 0.2), base_seed=123)``: split i uses
   seed 123 + i); 504/72/144 of the 720 prompts. Images of one prompt by both generators
   always fall on the same side.
-- with ``published_splits_csv`` (``splits_IPCE_AGIQA-1K.csv``: ``name, ipce_split_00..10``,
-  one row per distinct name, 1,079 rows): ``ipce_split_00..10`` copied as published. They are
+- with ``published_splits_csv`` (the shipped ``pyiqa_agiqa/data/split_manifests/agiqa1k.csv``,
+  which ``prepare`` applies by default, = ``splits_IPCE_AGIQA-1K.csv`` reduced: ``name,
+  ipce_split_00..10``, one row per distinct name, 1,079 rows; or a list of manifests, a later
+  one replacing an earlier one column by column): ``ipce_split_00..10`` copied as published. They are
   image-level 80/20 splits of the 1,080 xlsx rows (863 train / 216 test names), NOT
   prompt-disjoint: split 00 puts the first 20 % of each generator's rows (file order) in
   test, 8 prompts on both sides; splits 01..10 are random, 109..117 prompts on both sides.
@@ -76,16 +78,21 @@ numbered by first appearance from 0), then splits:
   published test set kept exactly, 1/8 of the training images moved to ``'val'`` for
   checkpoint selection, ``'excluded'`` kept.
 
-The bundled ``agiqa1k.csv`` is ``build_agiqa1k_meta_info(AIGC_MOS_Zscore.xlsx,
-splits_IPCE_AGIQA-1K.csv)`` (policy ``'drop'``) written with ``write_meta_info``.
+  Images of the xlsx that a manifest does not list are ``'excluded'`` in its columns, and
+  manifest names missing from the xlsx (other than a dropped duplicate) are ignored; both are
+  reported as warnings (``read_split_manifests``).
+
+The bundled ``agiqa1k.csv`` is ``prepare_meta_info('agiqa1k', ..., data='AIGC_MOS_Zscore.xlsx')``
+(policy ``'drop'``, the shipped manifest), i.e. ``build_agiqa1k_meta_info(AIGC_MOS_Zscore.xlsx,
+splits_IPCE_AGIQA-1K.csv)`` written with ``write_meta_info``.
 """
 import re
 
 import numpy as np
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,
-                                      validate_meta_info)
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifests,
+                                       validate_meta_info)
 from pyiqa_agiqa.data.splits import EXCLUDED, add_split_columns, carve_validation
 
 SHEET = 'Sheet1'
@@ -124,7 +131,8 @@ def build_agiqa1k_meta_info(mos_xlsx, published_splits_csv=None, duplicate_polic
         mos_xlsx: the official ``AIGC_MOS_Zscore.xlsx`` (sheet ``Sheet1``, columns exactly
             ``Image, Prompt, MOS``).
         published_splits_csv: optional ``splits_IPCE_AGIQA-1K.csv`` (``name`` +
-            ``ipce_split_00..10``, values train/test/CONFLICT) to copy and carve.
+            ``ipce_split_00..10``, values train/test/CONFLICT) to copy and carve, or a list of
+            such manifests applied in order (a later one replaces columns of an earlier one).
         duplicate_policy: how the known duplicated name is resolved, one of
             ``DUPLICATE_POLICIES`` (see the module doc); default ``'drop'``.
         aigc_all_csv: ``AIGC_all.csv`` of the release, required by ``'corroborated'``.
@@ -167,6 +175,8 @@ def build_agiqa1k_meta_info(mos_xlsx, published_splits_csv=None, duplicate_polic
     if published_splits_csv is None:
         return df, warnings
     published = _read_published_splits(published_splits_csv, df['name'], duplicated, kept_duplicates, warnings)
+    if published is None:
+        return df, warnings
     df = pd.concat([df, published], axis=1)
     for column in PUBLISHED_SPLITS:
         index = int(column[-2:])
@@ -289,25 +299,30 @@ def _grid_gaps(names, source):
     return warnings
 
 
-def _read_published_splits(path, names, duplicated, kept_duplicates, warnings):
-    """Split columns of ``path`` for ``names`` (in that order), CONFLICT -> 'excluded'."""
+def _read_published_splits(paths, names, duplicated, kept_duplicates, warnings):
+    """Split columns of the manifest(s) ``paths`` for ``names`` (in that order), CONFLICT -> 'excluded'."""
     dropped = [n for n in duplicated if n not in kept_duplicates]
-    table = read_split_manifest(path, names, PUBLISHED_SPLITS, values=PUBLISHED_VALUES + (CONFLICT,),
-                                reference='the xlsx', extra_names=dropped)
+    found = read_split_manifests(paths, names, PUBLISHED_SPLITS, values=PUBLISHED_VALUES + (CONFLICT,),
+                                 reference='the xlsx', extra_names=dropped, warnings=warnings)
+    if found is None:
+        return None
+    table, sources = found
+    files = ' + '.join(dict.fromkeys(str(sources[c]) for c in PUBLISHED_SPLITS))
     if dropped:
-        warnings.append(f'{path}: split values of {format_items(map(repr, dropped))} ignored (dropped duplicate)')
+        warnings.append(f'{files}: split values of {format_items(map(repr, dropped))} ignored (dropped duplicate)')
     out = table[list(PUBLISHED_SPLITS)]
     conflicts = out.eq(CONFLICT)
-    wrong = [names.iat[i] for i in np.flatnonzero(conflicts.any(axis=1).to_numpy()) if names.iat[i] not in duplicated]
-    if wrong:
-        raise MetadataError(f'{path}: {CONFLICT} for names that are not duplicated: {format_items(map(repr, wrong))}')
+    for column in PUBLISHED_SPLITS:
+        wrong = [names.iat[i] for i in np.flatnonzero(conflicts[column].to_numpy()) if names.iat[i] not in duplicated]
+        if wrong:
+            raise MetadataError(f'{sources[column]}: {CONFLICT} for names that are not duplicated: '
+                                f'{format_items(map(repr, wrong))}')
     if conflicts.to_numpy().any():
         for position in np.flatnonzero(conflicts.any(axis=1).to_numpy()):
             columns = [c for c in PUBLISHED_SPLITS if conflicts[c].iat[position]]
-            warnings.append(f'{path}: {names.iat[position]!r} is {CONFLICT} (its duplicate rows fell on both '
+            where = ' + '.join(dict.fromkeys(str(sources[c]) for c in columns))
+            warnings.append(f'{where}: {names.iat[position]!r} is {CONFLICT} (its duplicate rows fell on both '
                             f'sides) in {", ".join(columns)}; set to {EXCLUDED!r} there: the image is in no part '
                             f'of those splits')
         out = out.mask(conflicts, EXCLUDED)
     return out.reset_index(drop=True)
-
-

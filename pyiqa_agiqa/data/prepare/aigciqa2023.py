@@ -44,8 +44,11 @@ std_quality, std_authenticity, std_correspondence, generator (model name from
 
 - ``default_split_01..10``: prompt-grouped 70/10/20 (70/10/20 prompts, 1680/240/480 images;
   ``add_split_columns(..., 'default', base_seed=123)``: split i uses seed 123 + i).
-- with ``published_splits_csv`` (``splits_AIGCIQA2023_IPCE_CIANet.csv``: ``name`` = ``{i}.png``,
-  optional ``model``/``model_file`` columns, which are checked against ``pic-index.xlsx``):
+- with ``published_splits_csv`` (the shipped ``pyiqa_agiqa/data/split_manifests/aigciqa2023.csv``,
+  which ``prepare`` applies by default: ``splits_AIGCIQA2023_IPCE_CIANet.csv`` reduced to
+  ``name`` + split columns; or that file itself, or a list of manifests, a later one replacing
+  an earlier one column by column; ``name`` = ``{i}.png``, optional ``model``/``model_file``
+  columns, which are checked against ``pic-index.xlsx``):
   ``ipce_split_01..10`` (image-level 80/20, 1920/480; every prompt appears on both sides in
   almost every split: these splits measure unseen images of seen prompts) and
   ``cianet_split_01..10`` (one image of each (model, prompt) group of four is test, 1800/600;
@@ -59,6 +62,9 @@ std_quality, std_authenticity, std_correspondence, generator (model name from
   published CIANet protocol every prompt (val prompts included) has test images and every
   (model, prompt) group has 3 images in train+val and 1 in test, so the test set shares all
   100 prompts with training.
+  Images that a manifest does not list are ``'excluded'`` in its columns (and the
+  one-test-per-group check then only asks at most one test image of their groups); manifest
+  names that are not images of the release are ignored; both are reported as warnings.
 """
 import re
 import zipfile
@@ -69,9 +75,9 @@ import pandas as pd
 import scipy.io
 from openpyxl.utils.exceptions import InvalidFileException
 
-from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,
-                                      validate_meta_info)
-from pyiqa_agiqa.data.splits import add_split_columns, carve_validation
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifests,
+                                       validate_meta_info)
+from pyiqa_agiqa.data.splits import EXCLUDED, add_split_columns, carve_validation
 
 MODELS = ('Controlnet', 'DALLE', 'Glide', 'Lafite', 'stable-diffusion', 'Unidiffuser')
 N_PROMPTS = 100
@@ -143,7 +149,8 @@ def build_aigciqa2023_meta_info(release_root=None, published_splits_csv=None, *,
     Args:
         release_root: the unpacked release folder; the files not passed explicitly are taken
             from it at ``OFFICIAL_PATHS`` (the two xlsx files at its top level).
-        published_splits_csv: optional ``splits_AIGCIQA2023_IPCE_CIANet.csv`` (see module doc).
+        published_splits_csv: optional ``splits_AIGCIQA2023_IPCE_CIANet.csv`` or a list of
+            split manifests applied in order (see module doc).
         prompts_xlsx, pic_index_xlsx: explicit paths of the two official xlsx files.
         mos_mats: explicit (quality, authenticity, correspondence) .mat paths (key ``MOSz``).
         std_mats: explicit (quality, authenticity, correspondence) .mat paths (key ``SD``).
@@ -186,7 +193,7 @@ def build_aigciqa2023_meta_info(release_root=None, published_splits_csv=None, *,
     validate_meta_info(df, paths['pic_index_xlsx'], label_columns=list(labels))
     df = add_split_columns(df, 'group', 'default', N_SPLITS, (0.7, 0.1, 0.2), BASE_SEED)
     if published_splits_csv is not None:
-        df = _add_published_splits(df, published_splits_csv, models, files)
+        df = _add_published_splits(df, published_splits_csv, models, files, warnings)
     if release_root is not None and check_images:
         warnings += check_image_files(Path(release_root), df['name'], IMAGE_DIR)
     return df, warnings
@@ -345,9 +352,13 @@ def check_image_files(root, names, image_dir):
 # ---------------------------------------------------------------- published splits
 
 def check_one_test_per_cell(path, column, parts, cells, describe):
-    """Raise MetadataError unless every cell id in ``cells`` has exactly one 'test' row."""
-    counts = pd.Series(np.asarray(parts) == 'test').groupby(np.asarray(cells), sort=False).sum()
-    bad = counts[counts != 1]
+    """Raise MetadataError unless every cell id in ``cells`` has exactly one 'test' row
+    (at most one where some of the cell's rows are ``EXCLUDED``, i.e. not listed)."""
+    parts, cells = np.asarray(parts), np.asarray(cells)
+    frame = pd.DataFrame({'test': parts == 'test', 'excluded': parts == EXCLUDED})
+    grouped = frame.groupby(cells, sort=False)
+    counts, partial = grouped['test'].sum(), grouped['excluded'].any()
+    bad = counts[(counts > 1) | ((counts != 1) & ~partial)]
     if len(bad):
         raise MetadataError(f'{path}: {column} is not the CIANet protocol (one test image per '
                             f'{describe}): {len(bad)} group(s) have another count: '
@@ -363,8 +374,9 @@ def carve_validation_within_train(parts, groups, val_fraction=VAL_FRACTION, seed
     sorted, shuffled with ``numpy.random.default_rng(seed)``, and all training rows of the
     first ``round(val_fraction * G_train)`` groups become 'val'. So no group is in both train
     and val, test rows are returned unchanged, and val groups keep their test rows.
+    ``EXCLUDED`` rows stay as they are.
     """
-    parts = np.asarray(parts, dtype='<U5')
+    parts = np.asarray(parts).astype(str).astype('<U8')
     groups = np.asarray(groups)
     train = parts == 'train'
     out = parts.copy()
@@ -373,22 +385,27 @@ def carve_validation_within_train(parts, groups, val_fraction=VAL_FRACTION, seed
     return out
 
 
-def _add_published_splits(df, path, models, files):
+def _add_published_splits(df, paths, models, files, warnings):
     columns = [f'{s}_split_{i:02d}' for s in PUBLISHED_SCHEMES for i in range(1, N_SPLITS + 1)]
-    table = read_split_manifest(path, [f'{i}.png' for i in range(N_IMAGES)], columns)
+    found = read_split_manifests(paths, [f'{i}.png' for i in range(N_IMAGES)], columns,
+                                 reference='the release (images 0..2399.png)', warnings=warnings)
+    if found is None:
+        return df
+    table, sources = found
     published = table[list(columns)]
     for column, official in (('model', models), ('model_file', files)):
         if column in table.columns:
-            off = np.flatnonzero(table[column].to_numpy(dtype=object) != official)
+            given = table[column].to_numpy(dtype=object)
+            off = np.flatnonzero((given != official) & (given != ''))
             if len(off):
-                raise MetadataError(f'{path}: column {column!r} disagrees with pic-index.xlsx in '
+                raise MetadataError(f'{sources[column]}: column {column!r} disagrees with pic-index.xlsx in '
                                     f'{len(off)} row(s): ' + format_items(
                                         f'{i}.png ({table[column][i]!r} vs {official[i]!r})'
                                         for i in off))
     cells = np.arange(N_IMAGES) // IMAGES_PER_PROMPT  # one id per (model, prompt) group of four
     for i in range(1, N_SPLITS + 1):
         column = f'cianet_split_{i:02d}'
-        check_one_test_per_cell(path, column, published[column], cells, '(model, prompt) group')
+        check_one_test_per_cell(sources[column], column, published[column], cells, '(model, prompt) group')
     df = pd.concat([df, published.set_index(df.index)], axis=1)
     carved = {f'cianetv_split_{i:02d}': carve_validation_within_train(
         df[f'cianet_split_{i:02d}'], df['group'], VAL_FRACTION, seed=BASE_SEED + i)

@@ -36,14 +36,17 @@ Output columns: name, mos_quality, prompt, generator, group, then splits:
 - ``default_split_01..10``: prompt-grouped 70/10/20 train/val/test
   (``add_split_columns(..., 'default', ratios=(0.7, 0.1, 0.2), base_seed=123)``, split i uses
   seed 123 + i): 9,537 / 1,362 / 2,725 prompts.
-- with ``published_splits_csv`` (``splits_AIGIQA-20K_train14k_IPCE.csv``: ``name,
-  ipce_split_01..10``, values train/test): ``ipce_split_01..10`` copied as published, 10
+- with ``published_splits_csv`` (the shipped ``pyiqa_agiqa/data/split_manifests/aigiqa20k.csv``,
+  which ``prepare`` applies by default, = ``splits_AIGIQA-20K_train14k_IPCE.csv``: ``name,
+  ipce_split_01..10``, values train/test; or a list of manifests, a later one replacing an
+  earlier one column by column): ``ipce_split_01..10`` copied as published, 10
   random image-level 90/10 splits of the 14k (12,600/1,400 for split 01, 12,599/1,401 for
   the others); NOT prompt-disjoint (50..77 prompts on both sides per split).
   ``ipcev_split_01..10``: ``ipce_split_i`` with ``carve_validation(..., val_fraction=0.125,
   seed=123 + i)`` using the image name as group (image-level, like the published split): the
   published test set kept, 1/8 of the training images moved to ``'val'`` for checkpoint
-  selection.
+  selection. Training images that a manifest does not list are ``'excluded'`` in its columns,
+  manifest names missing from ``info_train.csv`` are ignored; both are reported as warnings.
 
 ``build_aigiqa20k_meta_info`` returns warnings (strings) describing what is left out: the
 official val set (when ``info_val_csv`` is given, its rows are checked and counted) and test
@@ -51,8 +54,8 @@ set, whose MOS are not public.
 """
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,
-                                      validate_meta_info)
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifests,
+                                       validate_meta_info)
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation
 
 TRAIN_COLUMNS = ('name', 'prompt', 'mos')
@@ -85,7 +88,8 @@ def build_aigiqa20k_meta_info(info_train_csv, published_splits_csv=None, info_va
     Args:
         info_train_csv: the official headerless ``info_train.csv`` (name, prompt, mos).
         published_splits_csv: optional ``splits_AIGIQA-20K_train14k_IPCE.csv`` (``name`` +
-            ``ipce_split_01..10``, values train/test) to copy and carve.
+            ``ipce_split_01..10``, values train/test) to copy and carve, or a list of split
+            manifests applied in order (a later one replaces columns of an earlier one).
         info_val_csv: optional official headerless ``info_val.csv`` (name, prompt); only
             checked (format, no overlap with the training names) and reported: it has no MOS.
 
@@ -117,9 +121,11 @@ def build_aigiqa20k_meta_info(info_train_csv, published_splits_csv=None, info_va
     df = add_split_columns(df, 'group', 'default', N_SPLITS, (0.7, 0.1, 0.2), BASE_SEED)
     if published_splits_csv is None:
         return df, warnings
-    published = read_split_manifest(published_splits_csv, df['name'], PUBLISHED_SPLITS,
-                                    reference='info_train.csv')[list(PUBLISHED_SPLITS)]
-    df = pd.concat([df, published], axis=1)
+    found = read_split_manifests(published_splits_csv, df['name'], PUBLISHED_SPLITS,
+                                 reference='info_train.csv', warnings=warnings)
+    if found is None:
+        return df, warnings
+    df = pd.concat([df, found[0][list(PUBLISHED_SPLITS)]], axis=1)
     for i in range(1, N_SPLITS + 1):
         df[f'ipcev_split_{i:02d}'] = carve_validation(df[f'ipce_split_{i:02d}'], df['name'],
                                                                val_fraction=0.125, seed=BASE_SEED + i)

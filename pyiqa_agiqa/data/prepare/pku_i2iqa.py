@@ -41,12 +41,16 @@ ref_name (``Image_prompt/<file>``), then splits:
 
 - ``default_split_01..10``: grouped by source image 70/10/20 (140/20/40 source images,
   1120/160/320 images; split i uses seed 123 + i).
-- with ``published_splits_csv`` (``splits_PKU-I2IQA_CIANet.csv``, ``name`` = bare generated
+- with ``published_splits_csv`` (the shipped ``pyiqa_agiqa/data/split_manifests/pku_i2iqa.csv``,
+  which ``prepare`` applies by default, = ``splits_PKU-I2IQA_CIANet.csv``; or a list of
+  manifests, a later one replacing an earlier one column by column; ``name`` = bare generated
   file name): ``cianet_split_01..10`` as published (one image of each (generator, source
   image) group of four is test: 1200/400, checked on build; every source image is on both
   sides by design), and ``cianetv_split_01..10``: test rows untouched, all training rows of
   ``round(0.125 * 200) = 25`` source images moved to val (seed 123 + i): 1050/150/400. Val
-  source images never occur in train; they keep their test images.
+  source images never occur in train; they keep their test images. Images that a manifest
+  does not list are ``'excluded'`` in its columns, manifest names that are not images of the
+  annotation are ignored; both are reported as warnings.
 """
 import re
 from pathlib import Path
@@ -54,8 +58,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifest,
-                                      validate_meta_info)
+from pyiqa_agiqa.data.metadata import (MetadataError, format_items, read_split_manifests,
+                                       validate_meta_info)
 from pyiqa_agiqa.data.prepare.aigciqa2023 import (
     BASE_SEED,
     N_SPLITS,
@@ -108,7 +112,8 @@ def build_pku_i2iqa_meta_info(release_root=None, published_splits_csv=None, *,
     Args:
         release_root: the unpacked release folder; ``I2IQA_annotation.xlsx`` is read from its
             top level unless ``annotation_xlsx`` is given.
-        published_splits_csv: optional ``splits_PKU-I2IQA_CIANet.csv`` (see module doc).
+        published_splits_csv: optional ``splits_PKU-I2IQA_CIANet.csv`` or a list of split
+            manifests applied in order (see module doc).
         annotation_xlsx: explicit path of ``I2IQA_annotation.xlsx``.
         check_images: when ``release_root`` is given, report (as warnings) generated and
             source images that are missing.
@@ -149,7 +154,7 @@ def build_pku_i2iqa_meta_info(release_root=None, published_splits_csv=None, *,
     warnings += _content_warnings(df, path)
     df = add_split_columns(df, 'group', 'default', N_SPLITS, (0.7, 0.1, 0.2), BASE_SEED)
     if published_splits_csv is not None:
-        df = _add_published_splits(df, published_splits_csv)
+        df = _add_published_splits(df, published_splits_csv, warnings)
     if release_root is not None and check_images:
         root = Path(release_root)
         warnings += check_image_files(root, df['name'], GENERATED_DIR)
@@ -300,13 +305,17 @@ def _content_warnings(df, path):
 
 # ---------------------------------------------------------------- published splits
 
-def _add_published_splits(df, path):
+def _add_published_splits(df, paths, warnings):
     columns = [f'cianet_split_{i:02d}' for i in range(1, N_SPLITS + 1)]
     keys = df['name'].str.rsplit('/', n=1).str[-1].tolist()
-    published = read_split_manifest(path, keys, columns)[list(columns)]
+    found = read_split_manifests(paths, keys, columns, reference='the annotation', warnings=warnings)
+    if found is None:
+        return df
+    table, sources = found
+    published = table[list(columns)]
     cells = (df['generator'] + ':' + df['group'].astype(str)).to_numpy()
     for column in columns:
-        check_one_test_per_cell(path, column, published[column], cells,
+        check_one_test_per_cell(sources[column], column, published[column], cells,
                                 '(generator, source image) group')
     df = pd.concat([df, published.set_index(df.index)], axis=1)
     carved = {f'cianetv_split_{i:02d}': carve_validation_within_train(
