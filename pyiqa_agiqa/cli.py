@@ -130,7 +130,8 @@ def cmd_prepare(args) -> int:
         raise FileExistsError(f'{args.output} exists; pass --overwrite to replace it')
     extra = {'duplicate_policy': args.duplicate_policy} if args.duplicate_policy else {}
     warnings = prepare_meta_info(args.dataset, args.output, data=args.data, release=args.release,
-                                 splits=args.splits_csv, overwrite=args.overwrite, **extra)
+                                 splits=args.splits_csv, overwrite=args.overwrite,
+                                 shipped_splits=not args.no_shipped_splits, **extra)
     for warning in warnings:
         print(f'warning: {warning}', file=sys.stderr)
     print(f'{len(pd.read_csv(args.output))} rows written to {args.output}')
@@ -157,7 +158,8 @@ def cmd_push(args) -> int:
 def cmd_convert(args) -> int:
     from pyiqa_agiqa.convert_reference import convert_reference
 
-    folder = convert_reference(args.kind, args.inputs, args.output, overwrite=args.overwrite, clip_weights=args.clip)
+    folder = convert_reference(args.kind, args.inputs, args.output, overwrite=args.overwrite, clip_weights=args.clip,
+                               network=_parse_set(args.set) or None)
     print(f'converted into {folder}')
     return 0
 
@@ -227,18 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help='official metadata file: agiqa3k data.csv, agiqa1k AIGC_MOS_Zscore.xlsx, '
                               'aigiqa20k info_train.csv, pku_i2iqa I2IQA_annotation.xlsx')
     prepare.add_argument('--release', help='unpacked release folder (aigciqa2023, pku_i2iqa)')
-    prepare.add_argument('--splits-csv', help='optional published split manifest to include')
+    prepare.add_argument('--splits-csv', help='a split manifest applied after the shipped one: its published '
+                                              'columns replace the shipped values')
+    prepare.add_argument('--no-shipped-splits', action='store_true',
+                         help='do not apply the split manifest shipped for the dataset (published splits)')
     prepare.add_argument('--duplicate-policy', choices=['drop', 'corroborated', 'first', 'last'],
                          help="agiqa1k: what to do with the duplicated name (default 'drop')")
     prepare.add_argument('-o', '--output', required=True, help='meta-info CSV to write')
     prepare.add_argument('--overwrite', action='store_true', help='replace an existing output file')
 
-    convert = sub.add_parser('convert-weights', help='turn a trusted pickled checkpoint into tensors-only weights')
-    convert.add_argument('input', help='a checkpoint that needs pickle execution (.pth, .pt, TorchScript)')
-    convert.add_argument('-o', '--output', required=True, help='output file (.safetensors recommended, or .pth)')
-    convert.add_argument('--trust-pickle', action='store_true', help='required: loading the input runs its code')
-    convert.add_argument('--key', default='params', help="key of the state dict inside the file (default 'params')")
-    convert.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    trusted = sub.add_parser('convert-weights', help='turn a trusted pickled checkpoint into tensors-only weights')
+    trusted.add_argument('input', help='a checkpoint that needs pickle execution (.pth, .pt, TorchScript)')
+    trusted.add_argument('-o', '--output', required=True, help='output file (.safetensors recommended, or .pth)')
+    trusted.add_argument('--trust-pickle', action='store_true', help='required: loading the input runs its code')
+    trusted.add_argument('--key', default='params', help="key of the state dict inside the file (default 'params')")
+    trusted.add_argument('--overwrite', action='store_true', help='replace an existing output file')
 
     export = sub.add_parser('export', help='trained experiment -> weights.safetensors + model card (folder)')
     export.add_argument('experiment', help='experiments/NAME (a run) or the prefix of a train-nsplits run')
@@ -259,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help='the checkpoint file(s) (dcmpl-ref: *_tar_best.pth [*_aux_best.pth])')
     convert.add_argument('-o', '--output', required=True, help='exported folder to write')
     convert.add_argument('--clip', help='dcmpl-ref: CLIP weights file (default: the openai tag, cached by open_clip)')
+    convert.add_argument('--set', action='append', metavar='KEY=VALUE',
+                         help='network option of the converted network when it cannot be read off the file')
     convert.add_argument('--overwrite', action='store_true', help='replace a non-empty output folder')
 
     download = sub.add_parser('download', help='fetch dataset images from a public mirror (online only)')

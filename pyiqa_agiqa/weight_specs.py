@@ -127,14 +127,23 @@ def check_card(card: Mapping, net: torch.nn.Module, options: Mapping, where: str
     if differ:
         fix = ', '.join(f'{k}={v!r}' for k, v in differ.items())
         now = ', '.join(f'{k}={options[k]!r}' for k in differ)
-        better = [m for m in card['metrics']]
-        raise CardMismatchError(f'{where} was made with {fix}, but this metric builds {now}. Use '
-                                f"{' / '.join(repr(m) for m in better) or 'a metric'} or pass {fix} to create_metric")
+        fitting = _metrics_built_with(card['metrics'], differ)
+        use = f"use {' / '.join(repr(m) for m in fitting)} or " if fitting else ''
+        raise CardMismatchError(f'{where} was made with {fix}, but this metric builds {now}: {use}pass {fix} to '
+                                'create_metric (--set KEY=VALUE on the command line)')
     output = getattr(net, 'output', None)
     if output is not None and output not in card['outputs']:
         raise CardMismatchError(f"{where} was trained for outputs {card['outputs']}; the '{output}' output was not "
                                 f'trained (its training data had no such label). Load the weights file itself to use '
                                 f'it anyway: weights={os.path.join(where, WEIGHTS_FILE)!r}')
+
+
+def _metrics_built_with(names, options: Mapping) -> list:
+    """The metrics among ``names`` whose default options already are ``options``."""
+    from .metric_configs import AGIQA_METRIC_CONFIGS
+
+    return [n for n in names if n in AGIQA_METRIC_CONFIGS and all(
+        _same(AGIQA_METRIC_CONFIGS[n]['metric_opts'].get(k), v) for k, v in options.items())]
 
 
 def load_weights(net: torch.nn.Module, spec: PathLike, options: Optional[Mapping] = None) -> dict:

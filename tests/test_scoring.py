@@ -178,7 +178,7 @@ def test_sigkill_then_resume_scores_each_image_once(tmp_path):
     assert len(table) == 120 and table['image'].is_unique and (table['error'] == '').all()
 
 
-def test_cli_mistakes_are_one_line_errors(folder, tmp_path):
+def test_cli_mistakes_are_one_line_errors(folder, tmp_path, capsys):
     cases = [
         (['score', 'ipcee', '-t', str(folder), '--prompt', 'x'], "unknown metric 'ipcee' (did you mean 'ipce'?)"),
         (['score', 'ipce', '-t', str(folder), '--prompt', 'x', '--set', 'min_sid=3'],
@@ -189,17 +189,24 @@ def test_cli_mistakes_are_one_line_errors(folder, tmp_path):
         (['score', 'ipce', '-t', str(folder), '--prompt', 'x', '--weights', str(tmp_path / 'none.pth')],
          'not a file, an exported folder'),
     ]
-    for argv, message in cases:
-        result = subprocess.run([sys.executable, '-m', 'pyiqa_agiqa.cli'] + argv + ['-q'], capture_output=True,
-                                text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE='1'))
-        assert result.returncode != 0, argv
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], (argv, result.stderr)
+    for argv, message in cases[1:]:  # in this process: main() returns the exit code, stderr is captured
+        capsys.readouterr()
+        try:
+            code = main(argv + ['-q'])
+        except SystemExit as stop:  # argparse's own errors
+            code = stop.code
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code != 0 and len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], (argv, lines)
+    argv, message = cases[0]  # and once as a real process: no traceback anywhere
+    result = subprocess.run([sys.executable, '-m', 'pyiqa_agiqa.cli'] + argv + ['-q'], capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE='1'))
+    assert result.returncode == 1 and result.stderr.startswith('error: ') and message in result.stderr
+    assert result.stderr.count('\n') == 1 and result.stdout == ''
     out = tmp_path / 'meta.csv'
     out.write_text('mine')
-    result = subprocess.run([sys.executable, '-m', 'pyiqa_agiqa.cli', 'prepare', 'agiqa3k', '--data', 'x.csv', '-o',
-                             str(out)], capture_output=True, text=True, timeout=300)
-    assert result.stderr.strip() == f'error: {out} exists; pass --overwrite to replace it'
+    capsys.readouterr()
+    assert main(['prepare', 'agiqa3k', '--data', 'x.csv', '-o', str(out)]) == 1
+    assert capsys.readouterr().err.strip() == f'error: {out} exists; pass --overwrite to replace it'
     assert out.read_text() == 'mine'
 
 
