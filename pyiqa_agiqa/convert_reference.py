@@ -91,7 +91,7 @@ import torch
 
 from .archs.dcmpl_arch import ALIGNMENT_TEXTS, QUALITY_TEXTS
 from .exported import architecture_defaults, new_card, sha256_file, write_exported
-from .weights import UnsafeWeightsError, load_file
+from .weights import UnsafeWeightsError, WeightsFormatError, extract_state_dict, load_file
 
 PathLike = Union[str, os.PathLike]
 StateDict = Dict[str, torch.Tensor]
@@ -177,17 +177,10 @@ def read_reference(path: PathLike, allow_numpy_scalars: bool = False):
 def _state_dict(obj, path: PathLike) -> StateDict:
     """The state dict inside a loaded reference file (``model_state_dict`` / ``params`` /
     ``state_dict`` entry, else the object itself), tensors only, ``module.`` removed."""
-    if not isinstance(obj, Mapping):
-        raise ReferenceLayoutError(f"'{path}' holds a {type(obj).__name__}, not a checkpoint dict")
-    for key in ('model_state_dict', 'params', 'state_dict'):
-        if isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ReferenceLayoutError(f"'{path}' is not a state dict of tensors: entries {bad[:5]} are not tensors "
-                                   f'(top-level keys {list(obj)[:8]})')
-    return OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in obj.items())
+    try:
+        return extract_state_dict(obj, path, key='model_state_dict')
+    except WeightsFormatError as error:
+        raise ReferenceLayoutError(str(error)) from None
 
 
 def _fp32(v: torch.Tensor) -> torch.Tensor:
