@@ -45,7 +45,8 @@ METHOD_NAMES = {'IPCE': 'IPCE', 'CIANet': 'CIA-Net', 'CLIPAGIQA': 'CLIP-AGIQA', 
 PLUGIN_LICENCE = 'PolyForm-Noncommercial-1.0.0 (pyiqa-agiqa builds on pyiqa, which uses this licence)'
 CLIP_LICENCES = {'openai': 'MIT (OpenAI CLIP weights, github.com/openai/CLIP)'}
 # network options that do not change what the weights compute
-NEUTRAL_OPTIONS = ('pretrained', 'pretrained_model_path', 'weights', 'clip_pretrained', 'cache_dir', 'output')
+NEUTRAL_OPTIONS = ('pretrained', 'pretrained_model_path', 'weights', 'clip_pretrained', 'cache_dir', 'output',
+                   'precision')
 
 
 class CardMismatchError(ValueError):

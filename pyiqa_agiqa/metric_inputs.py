@@ -10,7 +10,9 @@ metrics only (their names are in ``AGIQA_METRIC_CONFIGS``), :func:`install` make
   applied, 16-bit scaled, alpha over white: the reader of the plugin's datasets and scorer);
 - a list / tuple of paths, PIL images or (3, H, W) tensors, with ``prompt`` a list of one
   prompt per image (or one str for all); images of different sizes are scored in groups of
-  consecutive equal sizes and the scores come back in input order, (N, 1).
+  consecutive equal sizes and the scores come back in input order, (N, 1);
+- tensors of any float dtype (bf16, fp16: pyiqa's range check would reject a bf16 1.0); the
+  network casts them to its own precision.
 
 pyiqa's own metrics are left exactly as they are. :func:`install` is idempotent; ``import
 pyiqa_agiqa`` calls it.
@@ -61,8 +63,11 @@ def _groups(images: List[torch.Tensor]):
 
 def _forward(original):
     def forward(self, target, ref=None, **kwargs):
-        if not _plugin_metric(self) or torch.is_tensor(target):
+        if not _plugin_metric(self):
             return original(self, target, ref, **kwargs)
+        if torch.is_tensor(target):
+            # pyiqa's range check compares in the input's dtype: a bf16 1.0 fails "< 1 + 1e-6"
+            return original(self, target.float() if target.is_floating_point() else target, ref, **kwargs)
         if not isinstance(target, (list, tuple)):
             return original(self, as_image_tensor(target)[None], ref, **kwargs)
         if not target:

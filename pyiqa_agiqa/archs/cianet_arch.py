@@ -42,6 +42,17 @@ CLIP cannot take: here they are upsampled). Images already at the input size pas
 so a dataset may do the same resize / crop on PIL images (pyiqa augment ``resize: 224,
 center_crop: 224``, which batching needs anyway). Then CLIP mean / std (by the backbone).
 Horizontal flips in training are the dataset's job (augment ``hflip``).
+
+Work done per batch (same scores, nothing wasted): the five authenticity texts do not depend on
+the input, so their embeddings are computed once and kept (:class:`~.feature_cache.WeightsCache`)
+until a weight of the text tower changes (optimiser step, ``load_state_dict``, ``.to()`` /
+``set_precision``) or a mode changes (train / eval, grad / no grad / inference, autocast); while
+autograd records through the text tower (training stage 2) they are recomputed in the graph at
+every call, as before. Each distinct prompt of a batch is encoded once. A network with ``output``
+set computes only that output: ``authenticity`` runs the image tower and the (cached)
+authenticity texts, no prompt encoding, no CIA layer; ``consistency`` runs the image tower and
+the prompts, no CIA layer, no authenticity texts; ``quality`` runs both towers, the CIA layer
+and the head, no authenticity texts. ``output=None`` (training) computes all three.
 """
 
 from __future__ import annotations
@@ -57,8 +68,10 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
+from ..precision import set_precision
 from ..weight_specs import fine_tuned_source, load_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
+from .feature_cache import WeightsCache, computation_context
 
 AUTHENTICITY_LEVELS = ('bad', 'poor', 'fair', 'good', 'excellent')
 AUTHENTICITY_TEMPLATE = 'The authenticity of the image is {level}'
@@ -164,6 +177,11 @@ class QualityHead(nn.Module):
         return self.fc2(self.fc1(x))
 
 
+def _consistency(scale: torch.Tensor, img_n: torch.Tensor, txt_n: torch.Tensor) -> torch.Tensor:
+    """s * cos from L2-normalised (B, D) embeddings."""
+    return scale * (img_n * txt_n).sum(dim=-1)
+
+
 def resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """(..., H, W) -> (..., size, size): shorter side to ``size`` (bilinear, antialiased), then
     the centre square. Images already ``size`` x ``size`` are returned unchanged."""
@@ -188,6 +206,8 @@ class CIANet(nn.Module):
             ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
             (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
+        precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
+            it (weights cast once), what follows them in float32 (see :mod:`pyiqa_agiqa.precision`).
         n_head: heads of the CIA layer's attention (8); d_model is the CLIP embed dim.
         head_hidden: width of the quality head's hidden layer (256).
         cache_dir: download / cache folder for CLIP weights.
@@ -196,16 +216,22 @@ class CIANet(nn.Module):
 
     Forward:
         x: (B, C, H, W) images in [0, 1], any size (resized here, see module doc).
-        prompt: the generation prompt, one str per image.
+        prompt: the generation prompt, one str per image. Required for every output (a
+            missing, empty or miscounted prompt raises :class:`~pyiqa_agiqa.prompts.PromptError`),
+            ``authenticity`` included: CIA-Net is text-conditioned and all its metrics are called
+            alike, so a bad call fails the same way whichever output is asked. The authenticity
+            score does not read the prompt, though: with ``output='authenticity'`` it is checked,
+            not encoded (so no truncation warning either).
         Returns {'quality': (B,) >= 0, 'authenticity': (B,) in [1, 5],
-        'consistency': (B,) in [-s, s], s = exp(logit_scale)} or one of them as (B, 1).
+        'consistency': (B,) in [-s, s], s = exp(logit_scale)} or one of them as (B, 1); with
+        ``output`` set only that output is computed (see the module doc).
     """
 
     output_names = OUTPUT_NAMES
 
     def __init__(self, clip_model: str = 'ViT-B-32-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,
-                 weights: Optional[str] = None, n_head: int = 8,
+                 weights: Optional[str] = None, precision: str = 'fp32', n_head: int = 8,
                  head_hidden: int = 256, cache_dir: Optional[str] = None, output: Optional[str] = None):
         options = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
         super().__init__()
@@ -220,20 +246,36 @@ class CIANet(nn.Module):
         self.head = QualityHead(2 * d_model, head_hidden)
         self.register_buffer('levels', torch.arange(1, len(AUTHENTICITY_LEVELS) + 1, dtype=torch.float32),
                              persistent=False)
+        self._fixed_texts = WeightsCache()  # the authenticity text embeddings
         if fine_tuned:
             load_weights(self, fine_tuned, options)
+        set_precision(self, precision)
 
     # ----- pieces, each usable on its own -----
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, C, S, S), S the CLIP input size (see module doc)."""
         return resize_center_crop(x, self.backbone.image_size)
 
+    def image_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] -> (B, D) unnormalised image embeddings."""
+        return self.backbone.encode_image(self.preprocess(x))
+
+    def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(B,) prompts -> (B, D) unnormalised embeddings (each distinct prompt encoded once)."""
+        return self.backbone.encode_text(prompts, warn_as='CIA-Net')
+
+    def authenticity_embeddings(self) -> torch.Tensor:
+        """(5, D) unnormalised embeddings of the authenticity texts, computed once and reused
+        while the text tower and the modes (train / eval, grad, autocast) are unchanged (see
+        the module doc)."""
+        backbone = self.backbone
+        return self._fixed_texts.get('authenticity', backbone.text_parameters(),
+                                     lambda: backbone.encode_text(authenticity_texts()),
+                                     self.training, *computation_context(backbone.mean.device))
+
     def embed(self, x: torch.Tensor, prompts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unnormalised embeddings: images (B, D), prompts (B, D), authenticity texts (5, D)."""
-        img = self.backbone.encode_image(self.preprocess(x))
-        txt = self.backbone.encode_text(prompts, warn_as='CIA-Net')
-        auth = self.backbone.encode_text(authenticity_texts())
-        return img, txt, auth
+        return self.image_embeddings(x), self.prompt_embeddings(prompts), self.authenticity_embeddings()
 
     def quality_from_embeddings(self, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
         """(B, D) unnormalised image / prompt embeddings -> (B,) quality. Each sample is a
@@ -241,19 +283,37 @@ class CIANet(nn.Module):
         t2i, i2t = self.cia_layer(img[None], txt[None])
         return self.head(torch.cat([t2i, i2t], dim=-1)[0])[:, 0]
 
+    def consistency_from_embeddings(self, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
+        """(B, D) unnormalised image / prompt embeddings -> (B,) s * cos(img, txt)."""
+        return _consistency(self.backbone.logit_scale(), F.normalize(img, dim=-1), F.normalize(txt, dim=-1))
+
+    def authenticity_from_embeddings(self, img: torch.Tensor, auth: torch.Tensor) -> torch.Tensor:
+        """(B, D) unnormalised image embeddings, (5, D) authenticity texts -> (B,) in [1, 5]."""
+        return self._authenticity(self.backbone.logit_scale(), F.normalize(img, dim=-1), F.normalize(auth, dim=-1))
+
+    def _authenticity(self, scale: torch.Tensor, img_n: torch.Tensor, auth_n: torch.Tensor) -> torch.Tensor:
+        probs = (scale * img_n @ auth_n.t()).softmax(dim=-1)
+        return (probs * self.levels.to(probs.dtype)).sum(dim=-1)
+
     def outputs_from_embeddings(self, img: torch.Tensor, txt: torch.Tensor, auth: torch.Tensor) -> dict:
-        """The three outputs ((B,) each) from :meth:`embed`'s embeddings."""
+        """The three outputs ((B,) each) from :meth:`embed`'s embeddings (each embedding is
+        normalised once for both similarities)."""
         scale = self.backbone.logit_scale()
         img_n, txt_n, auth_n = (F.normalize(t, dim=-1) for t in (img, txt, auth))
-        consistency = scale * (img_n * txt_n).sum(dim=-1)
-        probs = (scale * img_n @ auth_n.t()).softmax(dim=-1)
-        authenticity = (probs * self.levels.to(probs.dtype)).sum(dim=-1)
+        consistency = _consistency(scale, img_n, txt_n)
+        authenticity = self._authenticity(scale, img_n, auth_n)
         quality = self.quality_from_embeddings(img, txt)
         return {'quality': quality, 'authenticity': authenticity, 'consistency': consistency}
 
     def forward(self, x: torch.Tensor, prompt: PromptArg = None):
         prompts = prompts_for_batch(prompt, x.shape[0], 'CIA-Net')
-        out = self.outputs_from_embeddings(*self.embed(x, prompts))
-        if self.output is not None:
-            return out[self.output][:, None]
-        return out
+        if self.output is None:
+            return self.outputs_from_embeddings(*self.embed(x, prompts))
+        img = self.image_embeddings(x)
+        if self.output == 'authenticity':  # the prompt is checked above, never encoded
+            out = self.authenticity_from_embeddings(img, self.authenticity_embeddings())
+        elif self.output == 'consistency':
+            out = self.consistency_from_embeddings(img, self.prompt_embeddings(prompts))
+        else:
+            out = self.quality_from_embeddings(img, self.prompt_embeddings(prompts))
+        return out[:, None]

@@ -41,6 +41,14 @@ no dropout or batch norm; for ResNet CLIPs it keeps the frozen batch-norm statis
 The prompt argument of ``forward`` is accepted and ignored: CLIP-AGIQA does not read the
 generation prompt, but every metric of the plugin is called the same way.
 
+Work done per batch: the text part of ``f`` depends on the weights only. Outside training
+(eval mode, or no autograd recording through the context vectors) it is computed once and
+kept (:class:`~.feature_cache.WeightsCache`) until the context vectors or the text tower change
+(optimiser step, ``load_state_dict``, ``.to()`` / ``set_precision``) or a mode changes (train /
+eval, grad / no grad / inference, autocast), so scoring a batch runs the image tower and the
+head only. In training the text features are recomputed in the graph at every step, as
+published.
+
 Option ``aux_prompts`` (off by default; NOT in the released code): the paper mentions
 "multiple quality-related auxiliary prompts" without a released implementation. Here each
 name in ``aux_prompts`` (e.g. ``['authenticity', 'correspondence']``) adds a prompt set with
@@ -62,8 +70,10 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg
+from ..precision import set_precision
 from ..weight_specs import fine_tuned_source, load_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
+from .feature_cache import WeightsCache, computation_context
 
 LEVELS = ('terrible', 'bad', 'poor', 'average', 'good', 'perfect')
 # Class thresholds of the reference code (classes only; the MSE loss does not use them).
@@ -141,6 +151,8 @@ class CLIPAGIQA(nn.Module):
             ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
             (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
+        precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
+            it (weights cast once), what follows them in float32 (see :mod:`pyiqa_agiqa.precision`).
         cache_dir: download / cache folder for CLIP weights.
         output: None -> forward returns ``{'quality': (B,)}``; ``'quality'`` -> (B, 1).
         n_ctx: learnable context vectors (16).
@@ -165,7 +177,7 @@ class CLIPAGIQA(nn.Module):
 
     def __init__(self, clip_model: str = 'ViT-B-16-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,
-                 weights: Optional[str] = None,
+                 weights: Optional[str] = None, precision: str = 'fp32',
                  cache_dir: Optional[str] = None, output: Optional[str] = None, n_ctx: int = 16,
                  ctx_std: float = 0.02, levels: Sequence[str] = LEVELS, hidden: int = 512,
                  dropout: float = 0.5, train_random_resized_crop: bool = True,
@@ -196,8 +208,10 @@ class CLIPAGIQA(nn.Module):
         self.train_random_resized_crop = bool(train_random_resized_crop)
         self.crop_scale, self.crop_ratio = [float(v) for v in crop_scale], [float(v) for v in crop_ratio]
         self.backbone.eval()
+        self._text_cache = WeightsCache()  # the normalised class-prompt features
         if fine_tuned:
             load_weights(self, fine_tuned, options)
+        set_precision(self, precision)
 
     def train(self, mode: bool = True):
         """Train mode for the prompt learner and the head; the frozen CLIP stays in eval mode."""
@@ -233,8 +247,13 @@ class CLIPAGIQA(nn.Module):
 
     # ----- features and score -----
     def text_features(self) -> torch.Tensor:
-        """(n_texts, D) L2-normalised prompt embeddings (6 for the published model)."""
-        return F.normalize(self.prompt_learner(self.backbone), dim=-1)
+        """(n_texts, D) L2-normalised prompt embeddings (6 for the published model); computed
+        once and reused while the weights and the modes (train / eval, grad, autocast) are
+        unchanged, never cached while autograd records (see the module docstring)."""
+        backbone, learner = self.backbone, self.prompt_learner
+        return self._text_cache.get('classes', [*learner.parameters(), *backbone.text_parameters()],
+                                    lambda: F.normalize(learner(backbone), dim=-1),
+                                    self.training, *computation_context(backbone.mean.device))
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, D) L2-normalised embeddings of the preprocessed images."""

@@ -199,21 +199,70 @@ class CLIPBackbone(nn.Module):
         """(N,) texts -> (N, context_length) token ids on the model's device (truncated)."""
         return self.tokenizer(list(texts)).to(self.mean.device)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the CLIP towers run in (see :meth:`set_dtype`)."""
+        return self.model.logit_scale.dtype
+
+    def set_dtype(self, dtype: torch.dtype) -> 'CLIPBackbone':
+        """Run the CLIP towers in ``dtype`` (weights cast once). Every ``encode_*`` method still
+        takes float32 inputs and returns float32 embeddings, so whatever a network computes from
+        them (similarities, softmax, heads) stays in float32."""
+        self.model.to(dtype)
+        return self
+
     def encode_image(self, x: torch.Tensor, normalize_input: bool = True) -> torch.Tensor:
         """(N, 3, S, S) images in [0, 1] -> (N, embed_dim) unnormalised embeddings."""
-        return self.model.encode_image(self.normalize(x) if normalize_input else x)
+        x = self.normalize(x) if normalize_input else x
+        return self.model.encode_image(x.to(self.dtype)).float()
 
     def encode_text(self, texts: Sequence[str], warn_as: Optional[str] = None) -> torch.Tensor:
         """(N,) texts -> (N, embed_dim) unnormalised embeddings. With ``warn_as`` (a metric
-        name), texts that fill the context (truncated ones) are reported with a warning."""
-        tokens = self.tokenize(texts)
+        name), texts that fill the context (truncated ones) are reported with a warning.
+
+        Each distinct text is encoded once, and the text tower runs only up to the longest
+        text's end token: the tower's attention is causal, so the end token's features (what
+        CLIP pools) do not depend on the padding after it. Same values as open_clip's
+        ``encode_text`` on the full 77-token context up to float rounding (~1e-6).
+        """
+        unique = list(dict.fromkeys(texts))
+        tokens = self.tokenize(unique)
         if warn_as:
-            warn_truncated(texts, tokens, warn_as)
-        return self.model.encode_text(tokens)
+            warn_truncated(unique, tokens, warn_as)
+        feats = self.encode_tokens(tokens)
+        if len(unique) == len(texts):
+            return feats
+        where = {t: i for i, t in enumerate(unique)}
+        return feats[torch.tensor([where[t] for t in texts], device=feats.device)]
+
+    def encode_tokens(self, tokens: torch.LongTensor) -> torch.Tensor:
+        """(N, L) token ids -> (N, embed_dim): open_clip's text tower on the first
+        ``max end position + 1`` positions only (see :meth:`encode_text`)."""
+        model = self.model
+        if getattr(model, 'text_pool_type', 'argmax') != 'argmax' or not hasattr(model, 'token_embedding'):
+            return model.encode_text(tokens)
+        ends = tokens.argmax(dim=-1)
+        length = int(ends.max()) + 1
+        tokens = tokens[:, :length]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+        mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
+        x = model.ln_final(model.transformer(x, attn_mask=mask))
+        x = x[torch.arange(x.shape[0], device=x.device), ends]
+        projection = model.text_projection
+        return (projection(x) if isinstance(projection, nn.Linear) else x @ projection).float()
+
+    def text_parameters(self) -> list:
+        """The parameters the text features depend on (text tower, projection), for caches."""
+        model = self.model
+        modules = [getattr(model, name, None) for name in ('token_embedding', 'transformer', 'ln_final')]
+        params = [p for m in modules if m is not None for p in m.parameters()]
+        return params + [t for t in (getattr(model, 'positional_embedding', None),
+                                     getattr(model, 'text_projection', None)) if isinstance(t, torch.Tensor)]
 
     def logit_scale(self) -> torch.Tensor:
         """exp(logit_scale): 100 for OpenAI weights, about 14.3 at random initialisation."""
-        return self.model.logit_scale.exp()
+        return self.model.logit_scale.float().exp()
 
     # ----- learnable prompts (CoOp / deep multimodal prompts), used by CLIP-AGIQA and DCMPL -----
     def placeholder_tokens(self, n_ctx: int, texts: Sequence[str]) -> torch.LongTensor:
@@ -247,7 +296,7 @@ class CLIPBackbone(nn.Module):
             x = block(x, attn_mask=model.attn_mask)
         x = model.ln_final(x)
         pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        return pooled @ model.text_projection
+        return (pooled @ model.text_projection).float()
 
     def encode_image_prompted(self, images: torch.Tensor, prompts: Sequence[Optional[torch.Tensor]],
                               normalize_input: bool = True) -> torch.Tensor:
@@ -270,7 +319,7 @@ class CLIPBackbone(nn.Module):
         if len(prompts) > len(blocks):
             raise ValueError(f'{len(prompts)} visual prompt layers for a {len(blocks)}-layer vision tower')
         x = self.normalize(images) if normalize_input else images
-        x = visual.conv1(x).flatten(2).transpose(1, 2)
+        x = visual.conv1(x.to(self.dtype)).flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
         first = prompts[0].expand(x.shape[0], -1, -1) if prompts[0].dim() == 2 else prompts[0]
@@ -281,7 +330,7 @@ class CLIPBackbone(nn.Module):
                 x = _overwrite_tokens(x, prompts[i], start=x.shape[1] - n_ctx)
             x = block(x)
         pooled, _ = visual._pool(x)
-        return pooled @ visual.proj
+        return (pooled @ visual.proj).float()
 
 
 def _overwrite_tokens(x: torch.Tensor, ctx: torch.Tensor, start: int) -> torch.Tensor:

@@ -35,8 +35,10 @@ uses the AUXILIARY prompted pass (visual prompts U, no adapter). Cost: the image
 TWICE per image (patch) when both outputs are computed (training; ``output=None``) and ONCE
 when only quality is asked (``output='quality'``, the ``dcmpl`` metric): the main prompts
 depend on the auxiliary prompt parameters, not on the auxiliary pass, so it can be skipped.
-The text tower runs on the two texts of each computed task once per forward call,
-independently of the images. The main loss also trains the auxiliary VISUAL prompts through
+The text tower runs on the two texts of each computed task, independently of the images:
+once per forward call while autograd records (training); otherwise (eval / no_grad) these
+class-text features and the prompts after coupling and MPA are cached until a weight they
+depend on changes (:meth:`DCMPL.class_prompts`). The main loss also trains the auxiliary VISUAL prompts through
 the coupling (no detach, as the base); the auxiliary text prompts learn from the alignment
 loss only. ``use_aux=False`` is the base's ``use_aux = 0`` branch (no auxiliary prompts, no
 coupling, main visual prompts used directly, quality only): for data without alignment labels.
@@ -74,7 +76,8 @@ full-resolution image (row-major, as ``nn.Unfold``; the right / bottom remainder
 fill a stride is not covered), both scores averaged over the patches [base]. Any image size
 works; an image whose shorter side is below 224 (the base code cannot take it) is first
 resized, bilinear, so that its shorter side is 224, the aspect ratio kept [assumed]. Patches
-are scored in chunks of ``test_chunk`` (memory only; results do not depend on it). A 5-D input
+are cut from the grid (a view, never materialised whole) and scored in chunks of
+``test_chunk`` (memory only; results do not depend on it). A 5-D input
 (B, V, C, P, P) of views already cut is scored view by view and averaged, in both modes.
 
 Parameter names follow the base code so its two saved prompt learners can be loaded
@@ -96,14 +99,27 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
+from ..precision import set_precision
 from ..weight_specs import fine_tuned_source, load_weights
 from ..weights import load_state_dict
 from .clip_backbone import CLIPBackbone, initial_clip_weights
+from .feature_cache import WeightsCache
 
 QUALITY_TEXTS = ('good photo.', 'bad photo.')
 ALIGNMENT_TEXTS = ('aligned photo.', 'misaligned photo.')
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def patch_windows(images: torch.Tensor, patch_size: int, stride: int) -> torch.Tensor:
+    """The test-time patch grid of :func:`patch_grid` as a view of ``images`` (resized first
+    if needed): (B, n_rows, n_cols, C, P, P); nothing is copied."""
+    h, w = images.shape[-2:]
+    if min(h, w) < patch_size:
+        scale = patch_size / min(h, w)
+        size = (max(patch_size, round(h * scale)), max(patch_size, round(w * scale)))
+        images = F.interpolate(images, size=size, mode='bilinear', align_corners=False)
+    return images.unfold(2, patch_size, stride).unfold(3, patch_size, stride).permute(0, 2, 3, 1, 4, 5)
 
 
 def patch_grid(images: torch.Tensor, patch_size: int, stride: int) -> torch.Tensor:
@@ -116,15 +132,32 @@ def patch_grid(images: torch.Tensor, patch_size: int, stride: int) -> torch.Tens
         stride: grid stride (64).
     Returns:
         (B, n_rows * n_cols, C, P, P), row-major (the order of ``nn.Unfold``), with
-        ``n_rows = (H - P) // stride + 1`` and likewise for the columns.
+        ``n_rows = (H - P) // stride + 1`` and likewise for the columns. (The network itself
+        does not materialise the grid: it cuts the patches chunk by chunk from
+        :func:`patch_windows`.)
     """
-    b, c, h, w = images.shape
-    if min(h, w) < patch_size:
-        scale = patch_size / min(h, w)
-        size = (max(patch_size, round(h * scale)), max(patch_size, round(w * scale)))
-        images = F.interpolate(images, size=size, mode='bilinear', align_corners=False)
-    grid = images.unfold(2, patch_size, stride).unfold(3, patch_size, stride)  # B, C, nr, nc, P, P
-    return grid.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c, patch_size, patch_size)
+    grid = patch_windows(images, patch_size, stride)
+    b, c = grid.shape[0], grid.shape[3]
+    return grid.reshape(b, -1, c, patch_size, patch_size)
+
+
+class _Patches:
+    """N patches to score, as an (N, C, P, P) tensor or a (B, n_rows, n_cols, C, P, P) grid
+    view; ``chunk(start, stop)`` gives patches start..stop-1 (row-major) as a tensor, cut from
+    the grid view on its device by one gather (a fresh tensor), else a slice (a view)."""
+
+    def __init__(self, source: torch.Tensor):
+        self.source = source
+        self.grid = source.dim() == 6
+        self.n = source.shape[:3].numel() if self.grid else source.shape[0]
+        self.shape = source.shape[-3:]
+
+    def chunk(self, start: int, stop: int):
+        if not self.grid:
+            return self.source[start:stop], False
+        _, n_rows, n_cols = self.source.shape[:3]
+        k = torch.arange(start, stop, device=self.source.device)
+        return self.source[k // (n_rows * n_cols), (k // n_cols) % n_rows, k % n_cols], True
 
 
 class DeepPrompts(nn.Module):
@@ -228,6 +261,8 @@ class DCMPL(nn.Module):
             ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
             (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
+        precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
+            it (weights cast once), what follows them in float32 (see :mod:`pyiqa_agiqa.precision`).
         n_ctx: prompt tokens per layer, 8 [base].
         prompt_init_std: std of the normal initialisation of the prompts, 0.02 [base].
         use_aux: True [base]: the auxiliary (alignment) prompts and the coupling. False gives
@@ -257,7 +292,7 @@ class DCMPL(nn.Module):
 
     def __init__(self, clip_model: str = 'ViT-B-32-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,
-                 weights: Optional[str] = None,
+                 weights: Optional[str] = None, precision: str = 'fp32',
                  n_ctx: int = 8, prompt_init_std: float = 0.02, use_aux: bool = True,
                  mpa: bool = True, mpa_heads: int = 8, mpa_dim: Optional[int] = None,
                  adapter: bool = True, adapter_reduction: int = 4, adapter_ratio: float = 0.2,
@@ -308,8 +343,10 @@ class DCMPL(nn.Module):
         self.register_buffer('pixel_mean', torch.tensor(mean).view(3, 1, 1), persistent=False)
         self.register_buffer('pixel_std', torch.tensor(std).view(3, 1, 1), persistent=False)
 
+        self._class_prompts = WeightsCache()  # per task: (visual prompts, text features), see class_prompts
         if fine_tuned:
             load_weights(self, fine_tuned, options)
+        set_precision(self, precision)
 
     # ----- prompts -----
     def main_prompts(self):
@@ -322,54 +359,106 @@ class DCMPL(nn.Module):
                 text[i], visual[i] = block(text[i], visual[i])
         return text, visual
 
-    # ----- scoring -----
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, P, P) in [0, 1] -> normalised with ``normalization``'s mean / std (grey repeated)."""
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return (x - self.pixel_mean) / self.pixel_std
+    def class_prompts(self, task: str):
+        """(visual prompts per layer, (2, D) text features of the task's two class texts) for
+        ``task`` 'quality' (main prompts after coupling and MPA, 'good / bad photo.') or
+        'alignment' (auxiliary prompts, 'aligned / misaligned photo.').
 
-    def _encode_images(self, images: torch.Tensor, visual_prompts) -> torch.Tensor:
-        chunks = images.split(max(1, self.test_chunk))
-        return torch.cat([self.backbone.encode_image_prompted(self.normalize(c), visual_prompts,
-                                                              normalize_input=False) for c in chunks])
+        They depend on the weights only, not on the images: computed once and reused while no
+        parameter they depend on changes (prompt learners, coupling, MPA, the text tower) and
+        the mode is the same; computed anew (part of the graph) whenever autograd records, as
+        in training."""
+        visual, text = self._class_prompts_deferred(task)
+        return visual, text()
+
+    def _class_prompts_deferred(self, task: str):
+        """(visual prompts, function giving the text features): while autograd records, the text
+        tower runs when the function is called (after the image tower, the order of the base
+        code); otherwise both come from the cache."""
+        aux = self.prompt_learner_aux
+        if task == 'quality':
+            # the auxiliary VISUAL prompts feed the coupling; the auxiliary text prompts do not
+            modules = [self.prompt_learner_tar] + ([aux.prompts_vis] if self.use_aux else []) + (
+                [self.mpa] if self.mpa is not None else [])
+            tokens = self.tokens_quality
+
+            def prompts():
+                text, visual = self.main_prompts()
+                return visual, text
+        else:
+            modules, tokens = [aux], self.tokens_alignment
+
+            def prompts():
+                return list(aux.prompts_vis), aux.text()
+        params = [p for m in modules for p in m.parameters()] + self.backbone.text_parameters()
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            visual, text = prompts()
+            return visual, lambda: self.backbone.encode_text_prompted(tokens, text)
+
+        def compute():
+            visual, text = prompts()
+            return [v.detach() for v in visual], self.backbone.encode_text_prompted(tokens, text).detach()
+        visual, feats = self._class_prompts.get(task, params, compute, self.training)
+        return visual, lambda: feats
+
+    # ----- scoring -----
+    def normalize(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """(N, C, P, P) in [0, 1] -> normalised with ``normalization``'s mean / std (grey repeated);
+        ``inplace=True`` (a tensor of this network's own) reuses its memory when it can."""
+        if x.shape[1] == 1:
+            x, inplace = x.expand(-1, 3, -1, -1), False
+        if inplace and torch.result_type(x, self.pixel_mean) == x.dtype:
+            return x.sub_(self.pixel_mean).div_(self.pixel_std)
+        return torch.sub(x, self.pixel_mean).div_(self.pixel_std)
+
+    def _encode_images(self, patches: _Patches, visual_prompts) -> torch.Tensor:
+        step = max(1, self.test_chunk)
+        feats = []
+        for start in range(0, patches.n, step):
+            chunk, own = patches.chunk(start, min(start + step, patches.n))
+            feats.append(self.backbone.encode_image_prompted(self.normalize(chunk, inplace=own), visual_prompts,
+                                                             normalize_input=False))
+        return torch.cat(feats)
 
     def _two_way_score(self, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
         logits = self.backbone.logit_scale() * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).t()
         return logits.softmax(dim=-1)[:, 0]
 
     def score_patches(self, images: torch.Tensor, outputs: Sequence[str]) -> Dict[str, torch.Tensor]:
-        """(N, C, P, P) patches in [0, 1] -> {output: (N,)} for the named outputs."""
+        """(N, C, P, P) patches in [0, 1] (or a (B, n_rows, n_cols, C, P, P) grid view, from
+        :func:`patch_windows`, scored row-major without being copied whole) -> {output: (N,)}
+        for the named outputs."""
         side = self.backbone.image_size
-        if images.shape[-2:] != (side, side):
-            raise ValueError(f'DCMPL scores {side}x{side} patches, got {tuple(images.shape[-2:])}: in training '
+        patches = _Patches(images)
+        if patches.shape[-2:] != (side, side):
+            raise ValueError(f'DCMPL scores {side}x{side} patches, got {tuple(patches.shape[-2:])}: in training '
                              f'crop in the dataset (augment random_crop: {side}); in eval mode any size works')
         scores = {}
         if 'quality' in outputs:
-            text, visual = self.main_prompts()
-            img = self._encode_images(images, visual)
+            visual, text = self._class_prompts_deferred('quality')
+            img = self._encode_images(patches, visual)
             if self.image_adapter is not None:
                 img = self.image_adapter(img)
-            scores['quality'] = self._two_way_score(img, self.backbone.encode_text_prompted(self.tokens_quality, text))
+            scores['quality'] = self._two_way_score(img, text())
         if 'alignment' in outputs:
-            aux = self.prompt_learner_aux
-            img = self._encode_images(images, list(aux.prompts_vis))
-            scores['alignment'] = self._two_way_score(
-                img, self.backbone.encode_text_prompted(self.tokens_alignment, aux.text()))
+            visual, text = self._class_prompts_deferred('alignment')
+            scores['alignment'] = self._two_way_score(self._encode_images(patches, visual), text())
         return scores
 
     def forward(self, x: torch.Tensor, prompt: PromptArg = None) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
         if prompt is not None:
             prompts_for_batch(prompt, x.shape[0], 'DCMPL')
         if x.dim() == 5:
-            views = x
+            b, v = x.shape[:2]
+            patches = x.flatten(0, 1)
         elif x.dim() == 4:
-            views = x[:, None] if self.training else patch_grid(x, self.patch_size, self.test_stride)
+            # eval: the patch grid as a view; score_patches cuts it chunk by chunk
+            patches = x if self.training else patch_windows(x, self.patch_size, self.test_stride)
+            b, v = x.shape[0], (1 if self.training else patches.shape[1] * patches.shape[2])
         else:
             raise ValueError(f'DCMPL takes (B, C, H, W) images or (B, V, C, P, P) views, got shape {tuple(x.shape)}')
         outputs = (self.output,) if self.output else (self.output_names if self.use_aux else ('quality',))
-        b, v = views.shape[:2]
-        scores = {k: s.view(b, v).mean(dim=1) for k, s in self.score_patches(views.flatten(0, 1), outputs).items()}
+        scores = {k: s.view(b, v).mean(dim=1) for k, s in self.score_patches(patches, outputs).items()}
         return scores[self.output][:, None] if self.output else scores
 
     # ----- weights of the base code -----

@@ -29,6 +29,7 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
+from ..precision import set_precision
 from ..weight_specs import fine_tuned_source, load_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
 
@@ -89,20 +90,23 @@ class IPCEViews:
         return (torch.arange(self.n_test) * step).expand(batch_size, -1)
 
     def __call__(self, images: torch.Tensor, train: bool, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """(B, C, H, W) or (C, H, W) in [0, 1] -> (B, n + 1, C, P, P) (or (n + 1, C, P, P))."""
+        """(B, C, H, W) or (C, H, W) in [0, 1] -> (B, n + 1, C, P, P) (or (n + 1, C, P, P)).
+
+        Cut on the images' device by one gather from the stride grid (a view, nothing is
+        copied before the gather) into the output, whose last slot then receives the whole
+        image; the indices are drawn as :meth:`patch_indices` says (on the CPU generator, so
+        training is reproducible), then moved to the device.
+        """
         single = images.dim() == 3
         x = self.resize(images[None] if single else images)
         b, c, h, w = x.shape
         n_rows, n_cols, stride = self.grid(h, w)
-        idx = self.patch_indices(n_rows * n_cols, train, b, generator)
-        rows, cols = (idx // n_cols) * stride, (idx % n_cols) * stride
+        idx = self.patch_indices(n_rows * n_cols, train, b, generator).to(x.device)
         p = self.patch_size
-        patches = torch.stack([
-            torch.stack([x[i, :, r:r + p, q:q + p] for r, q in zip(rows[i].tolist(), cols[i].tolist())])
-            for i in range(b)
-        ])
-        whole = F.interpolate(x, size=(p, p), mode='bilinear', align_corners=False)
-        views = torch.cat([patches, whole[:, None]], dim=1)
+        windows = x.unfold(2, p, stride).unfold(3, p, stride).permute(0, 2, 3, 1, 4, 5)  # B, rows, cols, C, P, P
+        idx = torch.cat([idx, idx[:, :1]], dim=1)  # the extra slot is overwritten by the whole image
+        views = windows[torch.arange(b, device=x.device)[:, None], idx // n_cols, idx % n_cols]
+        views[:, -1] = F.interpolate(x, size=(p, p), mode='bilinear', align_corners=False)
         return views[0] if single else views
 
 
@@ -135,6 +139,8 @@ class IPCE(nn.Module):
             ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
             (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
+        precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
+            it (weights cast once), what follows them in float32 (see :mod:`pyiqa_agiqa.precision`).
         min_side: 512 (768 for AIGIQA-20K); see :class:`IPCEViews` for the view options.
         patch_size: defaults to the CLIP input size.
         cache_dir: download / cache folder for CLIP weights.
@@ -150,7 +156,7 @@ class IPCE(nn.Module):
 
     def __init__(self, clip_model: str = 'ViT-B-32-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,
-                 weights: Optional[str] = None,
+                 weights: Optional[str] = None, precision: str = 'fp32',
                  min_side: int = 512, patch_size: Optional[int] = None, stride: int = 32,
                  large_stride: int = 48, large_side: int = 1024, n_train_patches: int = 8,
                  n_test_patches: int = 15, cache_dir: Optional[str] = None):
@@ -164,21 +170,41 @@ class IPCE(nn.Module):
                                large_side, n_train_patches, n_test_patches)
         if fine_tuned:
             load_weights(self, fine_tuned, options)
+        set_precision(self, precision)
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        """(B,) prompts -> (B, 5, D) L2-normalised level-text embeddings."""
-        texts = [t for p in prompts for t in correspondence_texts(p)]
-        feats = F.normalize(self.backbone.encode_text(texts, warn_as='IPCE'), dim=-1)
-        return feats.view(len(prompts), len(LEVELS), -1)
+        """(B,) prompts -> (B, 5, D) L2-normalised level-text embeddings; the five texts of
+        each distinct prompt go through the text tower once."""
+        unique = list(dict.fromkeys(prompts))
+        n = len(LEVELS)
+        feats = self.backbone.encode_text([t for p in unique for t in correspondence_texts(p)], warn_as='IPCE')
+        if len(unique) < len(prompts):  # rows of the distinct texts, repeated (normalised after, as before)
+            where = {p: i for i, p in enumerate(unique)}
+            feats = feats[torch.tensor([n * where[p] + k for p in prompts for k in range(n)], device=feats.device)]
+        return F.normalize(feats, dim=-1).view(len(prompts), n, -1)
 
-    def level_logits(self, views: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:
+    def normalize_views(self, views: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """CLIP normalisation of (..., C, P, P) views, the values of ``backbone.normalize``;
+        ``inplace=True`` (views this network cut itself) reuses their memory when it can."""
+        mean, std = self.backbone.mean, self.backbone.std
+        if views.shape[-3] == 1:
+            views, inplace = views.expand(*views.shape[:-3], 3, *views.shape[-2:]), False
+        if inplace and torch.result_type(views, mean) == views.dtype:
+            return views.sub_(mean).div_(std)
+        return torch.sub(views, mean).div_(std)
+
+    def level_logits(self, views: torch.Tensor, text_feats: torch.Tensor, normalize_input: bool = True) -> torch.Tensor:
         """(B, V, C, P, P) views and (B, 5, D) texts -> (B, V, 5) scaled cosine logits."""
         b, v = views.shape[:2]
-        img = F.normalize(self.backbone.encode_image(views.flatten(0, 1)), dim=-1).view(b, v, -1)
+        img = self.backbone.encode_image(views.flatten(0, 1), normalize_input=normalize_input)
+        img = F.normalize(img, dim=-1).view(b, v, -1)
         return self.backbone.logit_scale() * torch.einsum('bvd,bkd->bvk', img, text_feats)
 
     def forward(self, x: torch.Tensor, prompt: PromptArg = None) -> torch.Tensor:
         prompts = prompts_for_batch(prompt, x.shape[0], 'IPCE')
-        views = x if x.dim() == 5 else self.views(x, train=self.training)
-        logits = self.level_logits(views, self.encode_prompts(prompts))
+        if x.dim() == 5:
+            views = self.normalize_views(x)
+        else:  # the views are ours: normalised in place
+            views = self.normalize_views(self.views(x, train=self.training), inplace=True)
+        logits = self.level_logits(views, self.encode_prompts(prompts), normalize_input=False)
         return ipce_score(logits[:, :-1], logits[:, -1])[:, None]

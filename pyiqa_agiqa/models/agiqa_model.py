@@ -26,7 +26,10 @@ It is pyiqa's GeneralIQAModel with these additions:
    same iteration and all processes hold the same weights;
 8. exact resume: :meth:`training_state` / :meth:`load_training_state` hold the network,
    ``net_best``, optimisers, schedulers, selection results, stage and counters;
-9. weights as data: checkpoints are read with :mod:`pyiqa_agiqa.weights` (tensors only)
+9. mixed precision: ``train.precision: bf16`` (autocast) or ``fp16`` (autocast and a gradient
+   scaler, whose overflowing steps it skips itself); weights and checkpoints stay fp32, and
+   validation runs in fp32 (no selection on rounded scores);
+10. weights as data: checkpoints are read with :mod:`pyiqa_agiqa.weights` (tensors only)
    and written as ``.pth`` (pyiqa's ``{'params': ...}``) or ``.safetensors``
    (``logger.save_format``).
 
@@ -54,6 +57,7 @@ from pyiqa.utils import get_root_logger
 from pyiqa.utils.registry import MODEL_REGISTRY
 
 from ..errors import OptionError, TrainingError
+from ..precision import autocast
 from ..training import distributed
 from ..training.option_check import check_options
 from ..training.state import StateStore
@@ -147,6 +151,8 @@ class AGIQAModel(GeneralIQAModel):
             self.cri_metric = build_loss(dict(train_opt['metric_loss_opt'])).to(self.device)
         self.active_losses = list(self.losses)
         self._stopped, self._no_improvement = False, 0
+        self.precision = train_opt.get('precision', 'fp32')
+        self.grad_scaler = torch.amp.GradScaler(self.device.type) if self.precision == 'fp16' else None
         if train_opt.get('stages'):
             self.stages = parse_stages(train_opt, names)
             bare = self.get_bare_model(self.net)
@@ -241,7 +247,8 @@ class AGIQAModel(GeneralIQAModel):
         if self._stopped:
             return
         self.optimizer.zero_grad(set_to_none=True)
-        outputs = self.net_outputs(self.net)
+        with autocast(self.device, self.precision):
+            outputs = {k: v.float() for k, v in self.net_outputs(self.net).items()}
         loss_dict, l_total = OrderedDict(), 0
         for name in self.active_losses:
             loss_dict[f'l_{name}'] = self.losses[name](outputs[name][:, None], self.target_label(name)[:, None])
@@ -256,11 +263,16 @@ class AGIQAModel(GeneralIQAModel):
         self.log_dict = OrderedDict(zip(loss_dict, values[1:].tolist()))
         if not bool(torch.isfinite(values).all()):
             return self._skip_step('loss', ', '.join(f'{k}={v:.4g}' for k, v in self.log_dict.items()))
-        l_total.backward()
-        bad = self._nonfinite_gradients()
-        if bad:
-            return self._skip_step('gradient', f'non-finite gradients of {bad[:3]}')
-        self.optimizer.step()
+        if self.grad_scaler is not None:  # fp16: scaled loss; overflowing steps are the scaler's to skip
+            self.grad_scaler.scale(l_total).backward()
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            l_total.backward()
+            bad = self._nonfinite_gradients()
+            if bad:
+                return self._skip_step('gradient', f'non-finite gradients of {bad[:3]}')
+            self.optimizer.step()
         self.output_score = outputs[next(iter(self.targets))].detach()[:, None]
 
     def _nonfinite_gradients(self) -> list:
@@ -291,8 +303,8 @@ class AGIQAModel(GeneralIQAModel):
         # the bare network: a DDP wrapper would run collectives that the other processes do not join
         bare = self.get_bare_model(self.net)
         bare.eval()
-        with torch.no_grad():
-            self.outputs = self.net_outputs(bare)
+        with torch.no_grad():  # in fp32 whatever train.precision: selection is not made on rounded scores
+            self.outputs = {k: v.float() for k, v in self.net_outputs(bare).items()}
         bare.train()
 
     # ----- validation -----
@@ -479,7 +491,8 @@ class AGIQAModel(GeneralIQAModel):
             last_results={k: [it, dict(r)] for k, (it, r) in self._last_results.items()},
             selection_history=[list(x) for x in self._selection_history], select_name=self._select_name,
             last_val_iter=self._last_val_iter, nonfinite_skipped=self._nonfinite_skipped,
-            current_iter=self.current_iter)
+            current_iter=self.current_iter,
+            grad_scaler=self.grad_scaler.state_dict() if self.grad_scaler is not None else None)
 
     def load_training_state(self, state: dict) -> None:
         """Restore :meth:`training_state` (after the model was built from the same options)."""
@@ -501,6 +514,8 @@ class AGIQAModel(GeneralIQAModel):
         self._selection_history = [tuple(x) for x in state['selection_history']]
         self._select_name, self._last_val_iter = state['select_name'], state['last_val_iter']
         self._nonfinite_skipped, self.current_iter = state['nonfinite_skipped'], state['current_iter']
+        if self.grad_scaler is not None and state.get('grad_scaler'):
+            self.grad_scaler.load_state_dict(state['grad_scaler'])
         self.key_metric = (self.opt.get('val') or {}).get('key_metric')
 
     def resume_training(self, resume_state):

@@ -25,7 +25,7 @@ TOP_LEVEL_KEYS = {
 }
 PARSER_KEYS = {'dist', 'rank', 'world_size', 'auto_resume', 'is_train', 'root_path'}  # set by pyiqa's parser
 TRAIN_KEYS = {'optim', 'scheduler', 'total_iter', 'total_epoch', 'warmup_iter', 'losses', 'mos_loss_opt',
-              'metric_loss_opt', 'use_ref', 'stages', 'nonfinite_skip'}
+              'metric_loss_opt', 'use_ref', 'stages', 'nonfinite_skip', 'precision'}
 VAL_KEYS = {'val_freq', 'val_epochs', 'save_img', 'pbar', 'key_metric', 'metrics', 'select_on'}
 LOGGER_KEYS = {'print_freq', 'save_checkpoint_freq', 'save_latest_freq', 'use_tb_logger', 'wandb', 'log_imgs_freq',
                'save_state_epochs', 'keep_states', 'save_format'}
@@ -188,6 +188,13 @@ def check_train(opt: dict, targets: List[str]) -> None:
         for key in ('optim', 'scheduler'):
             if not isinstance(train.get(key), dict) or 'type' not in train[key]:
                 raise OptionError(f"train.{key} needs a 'type' (or give train.stages)")
+    from ..precision import DTYPES
+    if train.get('precision', 'fp32') not in DTYPES:
+        raise OptionError(f"train.precision must be one of {list(DTYPES)} (fp32: the reference; bf16 / fp16: "
+                          f"autocast with fp32 weights), got {train.get('precision')!r}")
+    if (opt.get('network') or {}).get('precision', 'fp32') != 'fp32':
+        raise OptionError('network.precision casts the weights (for scoring); to train in low precision set '
+                          'train.precision: bf16 (or fp16), which keeps fp32 weights and uses autocast')
     skip = train.get('nonfinite_skip', 0)
     if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
         raise OptionError(f'train.nonfinite_skip must be an int >= 0 (steps with a non-finite loss that may be '
