@@ -4,8 +4,9 @@ Rows are (image, prompt, prompt source) from an image file or folder (``--prompt
 or each image's own embedded prompt), or from a CSV with ``image`` and, optionally,
 ``prompt`` columns (paths relative to the CSV; an empty prompt is read from the image).
 
-- Each image is decoded once (in background threads) and scored by every metric.
-  Consecutive images of one size go in one batch.
+- Each image is decoded once, by DataLoader worker processes ahead of the model (pinned
+  memory on a GPU), and scored by every metric. Images are bucketed by size, so batches are
+  full even when consecutive images differ in size (rows are written as batches complete).
 - A row that cannot be scored (missing file, truncated or corrupt image, no prompt
   anywhere) is written with its ``error`` and the rest is scored. Nothing aborts the run
   except an error of the metric itself, and what was computed before it is already on disk.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -179,47 +179,53 @@ class ResultWriter:
 
 
 # ----- decoding and batching -----
-def _decode(row: Row) -> Tuple[Row, Optional[torch.Tensor]]:
-    if row.error:
-        return row, None
-    try:
-        return row, TF.to_tensor(load_rgb(row.image))
-    except OSError as error:  # ImageReadError: missing, truncated, corrupt, unsupported
-        row.error = str(error)
-        return row, None
+class _Decoded(torch.utils.data.Dataset):
+    """Row i -> (i, (3, H, W) tensor or None, error): decoding failures are data, not exceptions."""
+
+    def __init__(self, rows: Sequence[Row]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        row = self.rows[i]
+        if row.error:
+            return i, None, row.error
+        try:
+            return i, TF.to_tensor(load_rgb(row.image)), ''
+        except OSError as error:  # ImageReadError: missing, truncated, corrupt, unsupported
+            return i, None, str(error)
 
 
-def decoded(rows: Sequence[Row], workers: int = 2, ahead: int = 32) -> Iterator[Tuple[Row, Optional[torch.Tensor]]]:
-    """(row, (3, H, W) tensor or None) in order, decoded by ``workers`` threads at most
-    ``ahead`` images in advance."""
-    if workers <= 0:
-        yield from map(_decode, rows)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending = []
-        for row in rows:
-            pending.append(pool.submit(_decode, row))
-            if len(pending) >= ahead:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+def decoded(rows: Sequence[Row], workers: int = 2, pin_memory: bool = False
+            ) -> Iterator[Tuple[Row, Optional[torch.Tensor]]]:
+    """(row, (3, H, W) tensor or None) in input order, decoded by a DataLoader with ``workers``
+    processes (0: in this process) ahead of the model; a failed row carries its error."""
+    loader = torch.utils.data.DataLoader(_Decoded(rows), batch_size=None, num_workers=workers,
+                                         pin_memory=pin_memory, prefetch_factor=4 if workers else None)
+    for i, image, error in loader:
+        row = rows[i]
+        if error:
+            row.error = error
+        yield row, image
 
 
 def batches(stream, batch_size: int) -> Iterator[Tuple[List[Row], Optional[torch.Tensor]]]:
-    """Groups of at most ``batch_size`` consecutive same-size images; failed rows come alone
-    with ``None``."""
-    group, tensors = [], []
+    """Batches of ``batch_size`` images of one size, whatever the order sizes come in (one
+    bucket per size, flushed when full and at the end); failed rows come alone with ``None``."""
+    buckets: Dict[tuple, Tuple[List[Row], List[torch.Tensor]]] = {}
     for row, image in stream:
-        if image is None or (tensors and (image.shape != tensors[0].shape or len(group) == batch_size)):
-            if group:
-                yield group, torch.stack(tensors)
-                group, tensors = [], []
         if image is None:
             yield [row], None
             continue
+        group, tensors = buckets.setdefault(tuple(image.shape), ([], []))
         group.append(row)
         tensors.append(image)
-    if group:
+        if len(group) == batch_size:
+            del buckets[tuple(image.shape)]
+            yield group, torch.stack(tensors)
+    for group, tensors in buckets.values():
         yield group, torch.stack(tensors)
 
 
@@ -240,8 +246,11 @@ def score_rows(metrics: Dict[str, torch.nn.Module], rows: Sequence[Row], writer:
     done = writer.done if writer else set()
     todo = [row for row in rows if row.image not in done]
     records = []
+    device = torch.device(next(iter(metrics.values())).device if metrics else 'cpu')
     with tqdm(total=len(todo), unit='image', disable=not progress or len(todo) < 2, desc='scoring') as bar:
-        for group, images in batches(decoded(todo, workers), batch_size):
+        for group, images in batches(decoded(todo, workers, pin_memory=device.type == 'cuda'), batch_size):
+            if images is not None:
+                images = images.to(device, non_blocking=True)
             if images is None:
                 out = [_record(group[0], {}, names)]
             else:

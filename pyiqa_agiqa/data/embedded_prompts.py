@@ -125,7 +125,8 @@ def read_embedded_prompt(path: PathLike) -> EmbeddedPrompt:
     """Read the generation prompt embedded in one image file.
 
     Args:
-        path (str | os.PathLike): image file (PNG, JPEG, WebP, or anything Pillow opens).
+        path (str | os.PathLike | BinaryIO): image file (PNG, JPEG, WebP, or anything Pillow
+            opens), or a seekable binary file object holding one.
 
     Returns:
         EmbeddedPrompt: ``prompt`` is None when nothing usable was found.
@@ -138,6 +139,8 @@ def read_embedded_prompt(path: PathLike) -> EmbeddedPrompt:
         >>> read_embedded_prompt('a1111.png')  # doctest: +SKIP
         EmbeddedPrompt(prompt='a cat on a mat', source='png:parameters', detail=...)
     """
+    if hasattr(path, 'read'):  # an open binary file (e.g. io.BytesIO of an image from a tar shard)
+        return _choose(_gather(path))
     path = os.fspath(path)
     with open(path, 'rb') as fp:
         meta = _gather(fp)
