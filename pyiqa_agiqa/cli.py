@@ -49,10 +49,37 @@ def _parse_weights(entries: List[str], metrics: List[str]) -> dict:
     return out
 
 
+def cmd_score_ray(args, options: dict) -> int:
+    from pyiqa_agiqa.ray_scoring import score_with_ray
+
+    sources = [s for s in (args.input, args.target, args.csv) if s]
+    if len(sources) != 1 or not args.output:
+        raise SystemExit('error: --engine ray needs one source (--input FOLDER|TABLE|SHARDS, or -t / --csv) and '
+                         '--output DST (a folder of part files)')
+    summary = score_with_ray(args.metric, sources[0], args.output, prompt=args.prompt, options=options,
+                             weights=_parse_weights(args.weights, args.metric), seed=args.seed,
+                             batch_size=args.batch_size, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
+                             fmt=args.format, overwrite=args.overwrite)
+    print(f'{summary.read} rows read, {summary.skipped} already in {args.output}, {summary.scored} scored, '
+          f'{summary.failed} failed; {summary.images_per_s:.2f} images/s over {summary.seconds:.1f} s', file=sys.stderr)
+    for image, error in summary.failures:
+        print(f'  not scored: {image}: {error}', file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
 def cmd_score(args) -> int:
     from pyiqa_agiqa.scoring import (ResultWriter, create_metrics, fill_embedded_prompts, rows_from_csv,
                                      rows_from_target, score_rows)
 
+    if args.precision:
+        args.set = list(args.set or []) + [f'precision={args.precision}']
+    if args.engine == 'ray':
+        options = _parse_set(args.set)
+        if args.random_weights:
+            options['pretrained'] = False
+        return cmd_score_ray(args, options)
+    if args.input:
+        raise SystemExit('error: --input is the source of --engine ray; use -t (image or folder) or --csv here')
     if (args.target is None) == (args.csv is None):
         raise SystemExit('error: give exactly one of -t/--target (an image or a folder) or --csv (image,prompt)')
     if args.overwrite and args.resume:
@@ -211,7 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument('--batch-size', type=_positive_int, default=8,
                        help='images per forward pass (consecutive images of the same size), >= 1')
     score.add_argument('--workers', type=int, default=2, help='image decoding threads (0: decode in line)')
+    score.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'],
+                       help='fp32 (default, the reference) or bf16 / fp16 CLIP towers (faster; see the README)')
     score.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    score.add_argument('--engine', choices=['local', 'ray'], default='local',
+                       help='local (this process) or ray (Ray Data: CPU decode tasks, a GPU actor pool)')
+    score.add_argument('--input', help='--engine ray: a folder, a .csv / .parquet / .jsonl table of image[,prompt] '
+                                       'rows (any pyarrow filesystem), or WebDataset .tar shards (glob or .txt list)')
+    score.add_argument('--actors', type=_positive_int, default=1, help='--engine ray: metric actors (default 1)')
+    score.add_argument('--gpus-per-actor', type=float, default=0.0, help='--engine ray: GPUs per actor (e.g. 1)')
+    score.add_argument('--format', choices=['parquet', 'csv'], default='parquet',
+                       help='--engine ray: format of the part files in --output (default parquet)')
 
     for name in ('train', 'train-nsplits'):
         sub.add_parser(name, add_help=False,
