@@ -59,7 +59,8 @@ def cmd_score_ray(args, options: dict) -> int:
     summary = score_with_ray(args.metric, sources[0], args.output, prompt=args.prompt, options=options,
                              weights=_parse_weights(args.weights, args.metric), seed=args.seed,
                              batch_size=args.batch_size, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-                             fmt=args.format, overwrite=args.overwrite)
+                             threads_per_actor=args.threads_per_actor, compile_mode=args.compile, fmt=args.format,
+                             overwrite=args.overwrite)
     print(f'{summary.read} rows read, {summary.skipped} already in {args.output}, {summary.scored} scored, '
           f'{summary.failed} failed; {summary.images_per_s:.2f} images/s over {summary.seconds:.1f} s', file=sys.stderr)
     for image, error in summary.failures:
@@ -88,7 +89,8 @@ def cmd_score(args) -> int:
     options = _parse_set(args.set)
     if args.random_weights:
         options['pretrained'] = False
-    metrics = create_metrics(args.metric, args.device, options, _parse_weights(args.weights, args.metric), args.seed)
+    metrics = create_metrics(args.metric, args.device, options, _parse_weights(args.weights, args.metric), args.seed,
+                             args.compile)
     writer = None
     if args.output:
         columns = ['image', 'prompt', 'prompt_source'] + list(metrics) + ['error']
@@ -240,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument('--workers', type=int, default=2, help='image decoding threads (0: decode in line)')
     score.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'],
                        help='fp32 (default, the reference) or bf16 / fp16 CLIP towers (faster; see the README)')
+    score.add_argument('--compile', nargs='?', const='default', choices=['default', 'reduce-overhead', 'max-autotune'],
+                       help='torch.compile the CLIP towers (optionally a mode; off by default: see the README)')
     score.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     score.add_argument('--engine', choices=['local', 'ray'], default='local',
                        help='local (this process) or ray (Ray Data: CPU decode tasks, a GPU actor pool)')
@@ -247,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        'rows (any pyarrow filesystem), or WebDataset .tar shards (glob or .txt list)')
     score.add_argument('--actors', type=_positive_int, default=1, help='--engine ray: metric actors (default 1)')
     score.add_argument('--gpus-per-actor', type=float, default=0.0, help='--engine ray: GPUs per actor (e.g. 1)')
+    score.add_argument('--threads-per-actor', type=_positive_int,
+                       help="--engine ray: torch threads per CPU actor (default: the cluster's CPUs / --actors)")
     score.add_argument('--format', choices=['parquet', 'csv'], default='parquet',
                        help='--engine ray: format of the part files in --output (default parquet)')
 

@@ -173,15 +173,18 @@ def decode_batch(batch: pd.DataFrame) -> pd.DataFrame:
 class MetricActor:
     """Holds one copy of every metric; scores a batch of decoded rows."""
 
-    def __init__(self, metrics: Sequence[str], options: dict, weights: dict, seed: Optional[int], device=None):
+    def __init__(self, metrics: Sequence[str], options: dict, weights: dict, seed: Optional[int], device=None,
+                 threads: Optional[int] = None, compile_mode: Optional[str] = None):
         import torch
 
         from .scoring import create_metrics
 
+        if threads:  # Ray sets OMP_NUM_THREADS to the actor's whole logical CPUs (1 for 0.5)
+            torch.set_num_threads(threads)
         if device is None:
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
         self.names = list(dict.fromkeys(metrics))
-        self.metrics = create_metrics(self.names, device, options, weights, seed)
+        self.metrics = create_metrics(self.names, device, options, weights, seed, compile_mode)
         self.device = torch.device(device)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -275,23 +278,35 @@ def _check_request(metrics: Sequence[str], options: dict, weights: dict) -> None
             resolve(spec)
 
 
+def _actor_pool(ray, actors: int) -> dict:
+    """A fixed pool of ``actors``: ``compute=`` from Ray 2.51 on, ``concurrency=`` before it."""
+    major, minor = (int(part) for part in ray.__version__.split('.')[:2])
+    if (major, minor) >= (2, 51):
+        return dict(compute=ray.data.ActorPoolStrategy(size=actors))
+    return dict(concurrency=actors)
+
+
 def score_with_ray(metrics: Sequence[str], src: str, dst: str, prompt: Optional[str] = None,
                    options: Optional[dict] = None, weights: Optional[dict] = None, seed: Optional[int] = 0,
                    batch_size: int = 32, actors: int = 1, gpus_per_actor: float = 0.0,
-                   cpus_per_actor: Optional[float] = None, decode_batch_size: int = 16, fmt: str = 'parquet',
+                   cpus_per_actor: Optional[float] = None, threads_per_actor: Optional[int] = None,
+                   compile_mode: Optional[str] = None, decode_batch_size: int = 16, fmt: str = 'parquet',
                    overwrite: bool = False) -> RaySummary:
     """Score SRC with ``metrics`` into the DST folder on Ray Data (see the module doc), with the
     single-process scorer's options (``options``: network options; ``weights``: {metric or None:
-    SPEC}; ``seed``). A DST that holds part files is resumed unless ``overwrite``.
+    SPEC}; ``seed``; ``compile_mode``). A DST that holds part files is resumed unless ``overwrite``.
 
     ``cpus_per_actor`` (Ray's logical CPUs) defaults to 1 with GPUs and 0.5 without, so that on
-    a CPU-only machine the actors never hold every CPU and decoding tasks can always run."""
+    a CPU-only machine the actors never hold every CPU and decoding tasks can always run.
+    ``threads_per_actor`` (torch's intra-op threads in each actor) defaults, for actors without
+    GPUs, to the cluster's CPUs divided by ``actors``, so that one actor on a CPU machine
+    computes with every core as the single-process scorer does (Ray would give it one thread)."""
     ray = require_ray()
     options, weights = dict(options or {}), dict(weights or {})
     if fmt not in ('parquet', 'csv'):
         raise OptionError(f"--format must be parquet or csv, got '{fmt}'")
-    if batch_size < 1 or actors < 1:
-        raise OptionError('the batch size and the number of actors must be >= 1')
+    if batch_size < 1 or actors < 1 or (threads_per_actor is not None and threads_per_actor < 1):
+        raise OptionError('the batch size, the number of actors and the threads per actor must be >= 1')
     _check_request(metrics, options, weights)
     if overwrite:
         for part in part_files(dst):
@@ -301,6 +316,8 @@ def score_with_ray(metrics: Sequence[str], src: str, dst: str, prompt: Optional[
     scored_before = set(previous.loc[previous['error'] == '', 'image'])
     if not ray.is_initialized():
         ray.init(address=os.environ.get('RAY_ADDRESS'), include_dashboard=False, log_to_driver=False)
+    if threads_per_actor is None and not gpus_per_actor:
+        threads_per_actor = max(1, int(ray.cluster_resources().get('CPU', 1)) // actors)
     start = time.perf_counter()
     ds = read_source(src, prompt)
     summary = RaySummary(read=ds.count())
@@ -308,11 +325,12 @@ def score_with_ray(metrics: Sequence[str], src: str, dst: str, prompt: Optional[
         ds = ds.filter(lambda row: row['image'] not in scored_before)
         summary.skipped = summary.read - ds.count()
     scored = (ds.map_batches(decode_batch, batch_size=decode_batch_size, batch_format='pandas', num_cpus=1)
-              .map_batches(MetricActor, batch_size=batch_size, batch_format='pandas', concurrency=actors,
+              .map_batches(MetricActor, batch_size=batch_size, batch_format='pandas', **_actor_pool(ray, actors),
                            num_gpus=gpus_per_actor or None,
                            num_cpus=cpus_per_actor if cpus_per_actor is not None else (1 if gpus_per_actor else 0.5),
                            fn_constructor_kwargs=dict(metrics=list(metrics), options=options, weights=weights,
-                                                      seed=seed)))
+                                                      seed=seed, threads=threads_per_actor,
+                                                      compile_mode=compile_mode)))
     scored.write_datasink(_datasink_class()(dst, fmt))
     summary.seconds = time.perf_counter() - start
     new = read_parts([p for p in part_files(dst) if p not in before])

@@ -308,11 +308,14 @@ def options_per_metric(names: Sequence[str], options: dict) -> Dict[str, dict]:
 
 
 def create_metrics(names: Sequence[str], device=None, options: Optional[dict] = None,
-                   weights: Optional[Dict[Optional[str], str]] = None, seed: Optional[int] = 0) -> Dict[str, object]:
+                   weights: Optional[Dict[Optional[str], str]] = None, seed: Optional[int] = 0,
+                   compile_mode: Optional[str] = None) -> Dict[str, object]:
     """{name: pyiqa metric} for the plugin's metric ``names`` with network ``options`` (each
     option goes to the metrics whose network takes it);
     ``weights`` maps a metric name (or None: every metric) to a weights SPEC. ``seed`` seeds
-    torch before each metric is built, so random weights are the same on every run."""
+    torch before each metric is built, so random weights are the same on every run.
+    ``compile_mode`` (e.g. ``'default'``): compile the CLIP towers' blocks
+    (:func:`pyiqa_agiqa.compilation.compile_towers`); None runs them eagerly."""
     import pyiqa
 
     import pyiqa_agiqa  # noqa: F401  (metric entries)
@@ -330,4 +333,8 @@ def create_metrics(names: Sequence[str], device=None, options: Optional[dict] = 
             torch.manual_seed(seed)
         metrics[name] = pyiqa.create_metric(name, device=device, **per_metric[name],
                                             **({'weights': spec} if spec else {}))
+        if compile_mode:
+            from .compilation import compile_towers
+
+            compile_towers(metrics[name].net, None if compile_mode == 'default' else compile_mode)
     return metrics

@@ -5,6 +5,9 @@ does not depend on the weight values).
     python scripts/benchmark.py --device cuda --batch-size 64 --precisions fp32 bf16 fp16
     python scripts/benchmark.py --train                           # images/s of a training step
     python scripts/benchmark.py --scoring 256                     # end-to-end folder of JPEGs
+    python scripts/benchmark.py --precision-diff 64 --skip-speed  # bf16 / fp16 scores vs fp32
+    python scripts/benchmark.py --compile                         # also with torch.compile'd towers
+    python scripts/benchmark.py --memory 8 32 --skip-speed        # peak memory per batch size
 
 **Bound.** A metric's unavoidable work is its CLIP passes: the image tower on the views the
 method needs and the text tower on the texts that change per image (fixed texts are computed
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,14 +88,20 @@ def count_views(net, call) -> int:
     return sum(seen)
 
 
-def bench_metric(name: str, precision: str, device, batch: int, size: int, repeats: int) -> dict:
+def bench_metric(name: str, precision: str, device, batch: int, size: int, repeats: int,
+                 compiled: bool = False) -> dict:
     import pyiqa
 
     import pyiqa_agiqa  # noqa: F401
 
     torch.manual_seed(0)
-    metric = pyiqa.create_metric(name, pretrained=False, device=device, precision=precision)
+    extra = {} if precision == 'fp32' else {'precision': precision}  # (also runs on versions without the option)
+    metric = pyiqa.create_metric(name, pretrained=False, device=device, **extra)
     net = metric.net
+    if compiled:  # the towers' blocks; the bound below runs the same (compiled) blocks
+        from pyiqa_agiqa.compilation import compile_towers
+        compile_towers(net)
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     images = torch.rand(batch, 3, size, size, device=device)
     prompts = prompts_for(batch)
     with torch.no_grad():
@@ -99,7 +109,7 @@ def bench_metric(name: str, precision: str, device, batch: int, size: int, repea
         seconds = timed(lambda: metric(images, prompt=prompts), device, repeats)
         model = net.backbone.model
         image_size = net.backbone.image_size
-        view_batch = torch.rand(views, 3, image_size, image_size, device=device).to(net.backbone.dtype)
+        view_batch = torch.rand(views, 3, image_size, image_size, device=device).to(model.logit_scale.dtype)
         texts = [f"a photo that well matches '{p}'" for p in prompts] * TEXTS_PER_PROMPT.get(name, 0)
         tokens = net.backbone.tokenize(texts) if texts else None
 
@@ -108,7 +118,7 @@ def bench_metric(name: str, precision: str, device, batch: int, size: int, repea
             if tokens is not None:
                 model.encode_text(tokens)
         bound_seconds = timed(bound, device, repeats)
-    return dict(metric=name, precision=precision, batch=batch, views_per_image=views / batch,
+    return dict(metric=name, precision=precision, compiled=compiled, batch=batch, views_per_image=views / batch,
                 texts_per_batch=len(texts), images_per_s=batch / seconds, bound_images_per_s=batch / bound_seconds,
                 ratio=seconds / bound_seconds)
 
@@ -159,8 +169,8 @@ def bench_scoring(n: int, device, batch: int, size: int, workers: int, precision
     rng = np.random.default_rng(0)
     base = (rng.random((size // 8, size // 8, 3)) * 255).astype(np.uint8)
     for i in range(n):
-        Image.fromarray(np.roll(base, i, axis=0)).resize((size, size), Image.BICUBIC).save(folder / f'{i:05d}.jpg',
-                                                                                         quality=90)
+        picture = Image.fromarray(np.roll(base, i, axis=0)).resize((size, size), Image.BICUBIC)
+        picture.save(folder / f'{i:05d}.jpg', quality=90)
     metrics = create_metrics(['ipce'], device, {'pretrained': False, 'precision': precision})
     rows = rows_from_target(str(folder), 'a red fox standing in fresh snow')
     start = time.perf_counter()
@@ -181,6 +191,63 @@ def bench_scoring(n: int, device, batch: int, size: int, workers: int, precision
                 total_s=total, images_per_s=n / total, ratio=total / max(decode, compute))
 
 
+def precision_differences(name: str, precisions, device, n: int, size: int, batch: int) -> list:
+    """Scores of ``n`` images (smooth random pictures, distinct prompts) in each precision
+    against fp32: max / mean absolute difference and the SRCC between the two score lists."""
+    import numpy as np
+    import pyiqa
+    from scipy import stats
+    from torch.nn import functional as F
+
+    import pyiqa_agiqa  # noqa: F401
+
+    generator = torch.Generator().manual_seed(1)
+    images = F.interpolate(torch.rand(n, 3, size // 16, size // 16, generator=generator), size=(size, size),
+                           mode='bicubic', align_corners=False).clamp(0, 1)
+    prompts = prompts_for(n)
+    scores = {}
+    for precision in ['fp32'] + [p for p in precisions if p != 'fp32']:
+        torch.manual_seed(0)
+        metric = pyiqa.create_metric(name, pretrained=False, device=device, precision=precision)
+        with torch.no_grad():
+            scores[precision] = torch.cat([metric(images[i:i + batch].to(device), prompt=prompts[i:i + batch])
+                                           .reshape(-1).float().cpu() for i in range(0, n, batch)]).numpy()
+    out = []
+    for precision, values in scores.items():
+        if precision != 'fp32':
+            diff = np.abs(values - scores['fp32'])
+            out.append(dict(metric=name, mode='precision', precision=precision, images=n, max_abs=float(diff.max()),
+                            mean_abs=float(diff.mean()), srcc=float(stats.spearmanr(values, scores['fp32'])[0]),
+                            fp32_range=[float(scores['fp32'].min()), float(scores['fp32'].max())]))
+    return out
+
+
+def peak_memory(name: str, precision: str, device, batch: int, size: int) -> dict:
+    """Peak memory of one metric call at ``batch`` in a fresh process: the process's peak
+    resident set on a CPU (model, Python and libraries included), the peak of
+    ``torch.cuda.max_memory_allocated`` on a GPU (after the model is loaded: the call's own)."""
+    code = f"""
+import resource, torch, pyiqa, pyiqa_agiqa
+torch.manual_seed(0)
+device = torch.device({str(device)!r})
+extra = {{}} if {precision!r} == 'fp32' else {{'precision': {precision!r}}}
+metric = pyiqa.create_metric({name!r}, pretrained=False, device=device, **extra)
+images = torch.rand({batch}, 3, {size}, {size}, device=device)
+prompts = [f'a prompt number {{i}}' for i in range({batch})]
+if device.type == 'cuda':
+    torch.cuda.synchronize(); base = torch.cuda.memory_allocated(); torch.cuda.reset_peak_memory_stats()
+with torch.no_grad():
+    metric(images, prompt=prompts)
+if device.type == 'cuda':
+    print((torch.cuda.max_memory_allocated() - base) / 2 ** 20)
+else:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    return dict(metric=name, mode='memory', precision=precision, batch=batch, device=str(device),
+                peak_mb=float(out.stdout.strip().splitlines()[-1]))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--metrics', nargs='+', default=METRICS)
@@ -192,19 +259,29 @@ def main(argv=None) -> int:
     parser.add_argument('--train', action='store_true', help='also time training steps')
     parser.add_argument('--scoring', type=int, default=0, metavar='N', help='also score N JPEGs end to end')
     parser.add_argument('--workers', type=int, default=2, help='decode workers for --scoring')
+    parser.add_argument('--precision-diff', type=int, default=0, metavar='N',
+                        help='also compare the scores of N images in each precision with fp32')
+    parser.add_argument('--skip-speed', action='store_true', help='only the extra parts (--train, --scoring ...)')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time each metric with its CLIP towers compiled (torch.compile, regional)')
+    parser.add_argument('--memory', type=int, nargs='+', metavar='B',
+                        help='also the peak memory of one call at each batch size B (a fresh process each)')
     parser.add_argument('--json', help='write the results to this file too')
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads'
     print(f'torch {torch.__version__} on {where}; batch {args.batch_size} of {args.size}x{args.size}, random weights')
     results = []
-    print(f"{'metric':<22}{'precision':>10}{'views/img':>10}{'images/s':>10}{'bound/s':>10}{'ratio':>8}")
-    for name in args.metrics:
+    if not args.skip_speed:
+        print(f"{'metric':<22}{'precision':>14}{'views/img':>10}{'images/s':>10}{'bound/s':>10}{'ratio':>8}")
+    for name in args.metrics if not args.skip_speed else []:
         for precision in args.precisions:
-            r = bench_metric(name, precision, device, args.batch_size, args.size, args.repeats)
-            results.append(r)
-            print(f"{name:<22}{precision:>10}{r['views_per_image']:>10.1f}{r['images_per_s']:>10.2f}"
-                  f"{r['bound_images_per_s']:>10.2f}{r['ratio']:>8.2f}", flush=True)
+            for compiled in (False, True) if args.compile else (False,):
+                r = bench_metric(name, precision, device, args.batch_size, args.size, args.repeats, compiled)
+                results.append(r)
+                label = precision + ('+compile' if compiled else '')
+                print(f"{name:<22}{label:>14}{r['views_per_image']:>10.1f}{r['images_per_s']:>10.2f}"
+                      f"{r['bound_images_per_s']:>10.2f}{r['ratio']:>8.2f}", flush=True)
     if args.train:
         print(f"\n{'training step':<22}{'precision':>10}{'images/s':>10}")
         for name in [m for m in args.metrics if m in TRAIN_OUTPUTS]:
@@ -218,6 +295,24 @@ def main(argv=None) -> int:
         print(f"\nscoring {r['images']} JPEGs ({r['precision']}, {r['workers']} workers): {r['images_per_s']:.2f} "
               f"images/s; decode alone {r['decode_s']:.1f} s, compute alone {r['compute_s']:.1f} s, end to end "
               f"{r['total_s']:.1f} s = {r['ratio']:.2f} x max(decode, compute)")
+    if args.precision_diff:
+        print(f"\n{'scores vs fp32':<22}{'precision':>10}{'max abs':>10}{'mean abs':>10}{'SRCC':>8}  fp32 range")
+        for name in args.metrics:
+            for r in precision_differences(name, args.precisions, device, args.precision_diff, args.size,
+                                           args.batch_size):
+                results.append(r)
+                print(f"{name:<22}{r['precision']:>10}{r['max_abs']:>10.4f}{r['mean_abs']:>10.4f}{r['srcc']:>8.4f}"
+                      f"  {r['fp32_range'][0]:.3f}..{r['fp32_range'][1]:.3f}", flush=True)
+    if args.memory:
+        what = 'GPU MB (the call)' if device.type == 'cuda' else 'peak RSS MB (process)'
+        print(f"\n{'memory':<22}{'precision':>10}" + ''.join(f'{f"batch {b}":>12}' for b in args.memory)
+              + f'  last / first ({what})')
+        for name in args.metrics:
+            for precision in args.precisions:
+                rows = [peak_memory(name, precision, device, b, args.size) for b in args.memory]
+                results.extend(rows)
+                print(f"{name:<22}{precision:>10}" + ''.join(f"{r['peak_mb']:>12.0f}" for r in rows)
+                      + f"  {rows[-1]['peak_mb'] / rows[0]['peak_mb']:.2f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -26,8 +26,8 @@ def make_images(folder: Path, n: int, size: int) -> None:
     rng = np.random.default_rng(0)
     base = (rng.random((size // 8, size // 8, 3)) * 255).astype(np.uint8)
     for i in range(n):
-        Image.fromarray(np.roll(base, i, axis=1)).resize((size, size), Image.BICUBIC).save(folder / f'{i:06d}.jpg',
-                                                                                         quality=90)
+        picture = Image.fromarray(np.roll(base, i, axis=1)).resize((size, size), Image.BICUBIC)
+        picture.save(folder / f'{i:06d}.jpg', quality=90)
 
 
 def main(argv=None) -> int:
