@@ -161,24 +161,15 @@ def test_cianet_authenticity_encodes_no_prompt_and_runs_no_cia_layer():
             net(images(), prompt=prompt)
 
 
-def test_cianet_consistency_runs_neither_cia_layer_nor_authenticity_texts():
-    net = cianet(output='consistency')
+@pytest.mark.parametrize('output, quality_runs', [('consistency', 0), ('quality', 1)])
+def test_cianet_prompt_outputs_run_no_authenticity_texts_and_only_their_head(output, quality_runs):
+    net = cianet(output=output)
     texts = record_texts(net)
     runs, cia, head = text_runs(net), Runs(net.cia_layer), Runs(net.head)
     with torch.no_grad():
         net(images(), prompt=PROMPTS)
     assert texts == [PROMPTS] and runs.sizes == [len(PROMPTS)]
-    assert cia.count == head.count == 0
-
-
-def test_cianet_quality_runs_no_authenticity_texts():
-    net = cianet(output='quality')
-    texts = record_texts(net)
-    runs, cia, head = text_runs(net), Runs(net.cia_layer), Runs(net.head)
-    with torch.no_grad():
-        net(images(), prompt=PROMPTS)
-    assert texts == [PROMPTS] and runs.sizes == [len(PROMPTS)]
-    assert cia.count == head.count == 1
+    assert cia.count == head.count == quality_runs  # the CIA layer and head serve quality only
 
 
 def test_cianet_each_distinct_prompt_is_encoded_once_per_batch():
