@@ -1,7 +1,8 @@
 """pyiqa-agiqa: quality assessment of AI-generated images inside pyiqa.
 
 ``import pyiqa_agiqa`` adds the plugin's metrics to ``pyiqa.list_models()`` /
-``pyiqa.create_metric`` (and lets them take lists of images, see ``metric_inputs``); architectures, datasets and the training model are found by
+``pyiqa.create_metric`` (and lets them take lists of images, see ``metric_inputs``);
+architectures, datasets and the training model are found by
 pyiqa's registries through entry points (or by importing the subpackages).
 """
 

@@ -12,6 +12,7 @@ Naming: ``<method>`` is a method's main score; ``<method>_<output>`` another out
 
 from collections import OrderedDict
 
+
 def _entry(arch: str, score_range: str, **opts) -> dict:
     return dict(metric_opts=dict(type=arch, **opts), metric_mode='NR', lower_better=False, score_range=score_range)
 

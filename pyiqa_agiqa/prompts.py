@@ -42,7 +42,8 @@ def prompts_for_batch(prompt: PromptArg, batch_size: int, metric: str = 'this me
         except TypeError:
             raise PromptError(f'{metric}: prompt must be a str or a list of str, got {type(prompt).__name__}') from None
         if len(prompts) != batch_size:
-            raise PromptError(f'{metric}: got {len(prompts)} prompts for {batch_size} images; give one prompt per image.')
+            raise PromptError(f'{metric}: got {len(prompts)} prompts for {batch_size} images; '
+                              'give one prompt per image.')
     for i, p in enumerate(prompts):
         if not isinstance(p, str):
             raise PromptError(f'{metric}: prompt {i} is a {type(p).__name__}, not a str: {p!r}')

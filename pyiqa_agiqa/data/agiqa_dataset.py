@@ -130,8 +130,9 @@ class AGIQADataset(BaseIQADataset):
         mos_columns = opt.get('mos_columns') or [c for c in self.meta_info.columns if c.startswith('mos_')]
         missing = [c for c in mos_columns if c not in self.meta_info.columns]
         if missing:
+            labels = [c for c in self.meta_info.columns if c.startswith('mos_')]
             raise DatasetOptionError(f'mos_columns {missing} not in {self.meta_info_path}; '
-                                     f'label columns there: {[c for c in self.meta_info.columns if c.startswith("mos_")]}')
+                                     f'label columns there: {labels}')
         self.mos_columns = list(mos_columns)
         self.std_columns = [c for c in self.meta_info.columns if c.startswith('std_')]
         if opt.get('dataroot_target') is None:

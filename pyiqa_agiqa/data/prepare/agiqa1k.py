@@ -180,8 +180,7 @@ def build_agiqa1k_meta_info(mos_xlsx, published_splits_csv=None, duplicate_polic
     df = pd.concat([df, published], axis=1)
     for column in PUBLISHED_SPLITS:
         index = int(column[-2:])
-        df[column.replace('ipce', 'ipcev')] = carve_validation(df[column], df['name'], 0.125,
-                                                                        BASE_SEED + index)
+        df[column.replace('ipce', 'ipcev')] = carve_validation(df[column], df['name'], 0.125, BASE_SEED + index)
     return df, warnings
 
 

@@ -29,7 +29,8 @@ mean 3.864. Kept at full precision.
 
 Prompts: 13,624 distinct prompts for 14,000 images (case and whitespace variants: none);
 335 prompts have 2..5 images (711 images): mostly the same prompt given to several
-generators; 20 (generator, prompt) pairs (19 prompts) have two images of one generator. ``group`` = id of the distinct prompt text (first appearance, from 0).
+generators; 20 (generator, prompt) pairs (19 prompts) have two images of one generator.
+``group`` = id of the distinct prompt text (first appearance, from 0).
 
 Output columns: name, mos_quality, prompt, generator, group, then splits:
 
@@ -128,7 +129,7 @@ def build_aigiqa20k_meta_info(info_train_csv, published_splits_csv=None, info_va
     df = pd.concat([df, found[0][list(PUBLISHED_SPLITS)]], axis=1)
     for i in range(1, N_SPLITS + 1):
         df[f'ipcev_split_{i:02d}'] = carve_validation(df[f'ipce_split_{i:02d}'], df['name'],
-                                                               val_fraction=0.125, seed=BASE_SEED + i)
+                                                      val_fraction=0.125, seed=BASE_SEED + i)
     return df, warnings
 
 
