@@ -53,7 +53,6 @@ def compile_towers(net: nn.Module, mode: Optional[str] = None) -> nn.Module:
         for tower in (model.visual, text):
             for block in _blocks_or_whole(tower):
                 block.compile(mode=mode)
-    net.compiled = mode or 'default'
     return net
 
 

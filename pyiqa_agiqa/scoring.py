@@ -336,5 +336,5 @@ def create_metrics(names: Sequence[str], device=None, options: Optional[dict] = 
         if compile_mode:
             from .compilation import compile_towers
 
-            compile_towers(metrics[name].net, None if compile_mode == 'default' else compile_mode)
+            compile_towers(metrics[name], compile_mode)
     return metrics
