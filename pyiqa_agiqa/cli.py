@@ -69,15 +69,14 @@ def cmd_score_ray(args, options: dict) -> int:
 
 
 def cmd_score(args) -> int:
-    from pyiqa_agiqa.scoring import (ResultWriter, create_metrics, fill_embedded_prompts, rows_from_csv,
-                                     rows_from_target, score_rows)
+    from pyiqa_agiqa.scoring import ResultWriter, create_metrics, rows_from_csv, rows_from_target, score_rows
 
     if args.precision:
         args.set = list(args.set or []) + [f'precision={args.precision}']
+    options = _parse_set(args.set)
+    if args.random_weights:
+        options['pretrained'] = False
     if args.engine == 'ray':
-        options = _parse_set(args.set)
-        if args.random_weights:
-            options['pretrained'] = False
         return cmd_score_ray(args, options)
     if args.input:
         raise SystemExit('error: --input is the source of --engine ray; use -t (image or folder) or --csv here')
@@ -86,16 +85,12 @@ def cmd_score(args) -> int:
     if args.overwrite and args.resume:
         raise SystemExit('error: --overwrite replaces the output, --resume continues it: give one')
     rows = rows_from_csv(args.csv) if args.csv else rows_from_target(args.target, args.prompt)
-    options = _parse_set(args.set)
-    if args.random_weights:
-        options['pretrained'] = False
     metrics = create_metrics(args.metric, args.device, options, _parse_weights(args.weights, args.metric), args.seed,
                              args.compile)
     writer = None
     if args.output:
         columns = ['image', 'prompt', 'prompt_source'] + list(metrics) + ['error']
         writer = ResultWriter(args.output, columns, overwrite=args.overwrite, resume=args.resume)
-    fill_embedded_prompts(rows, progress=not args.quiet)
 
     def echo(record):
         if writer is None and not record['error']:

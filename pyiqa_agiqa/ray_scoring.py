@@ -31,7 +31,6 @@ Works on one machine (``ray.init()`` with no cluster) and on a cluster (``RAY_AD
 from __future__ import annotations
 
 import glob
-import io
 import os
 import time
 import uuid
@@ -123,49 +122,18 @@ def _table_rows(batch: pd.DataFrame, base: Optional[str]) -> pd.DataFrame:
 
 
 # ----- 2. decoding (CPU tasks) -----
-def _open(image: str, data) -> io.BytesIO:
-    if data is not None:
-        return io.BytesIO(data)
-    if '://' in image:
-        import pyarrow.fs
-
-        fs, path = pyarrow.fs.FileSystem.from_uri(image)
-        with fs.open_input_file(path) as handle:
-            return io.BytesIO(handle.read())
-    with open(image, 'rb') as handle:
-        return io.BytesIO(handle.read())
-
-
 def decode_batch(batch: pd.DataFrame) -> pd.DataFrame:
-    """Rows -> rows with ``pixels`` (H, W, 3) uint8 (or None) and ``error``; embedded prompts
-    for rows without one."""
-    from .data.embedded_prompts import read_embedded_prompt
-    from .data.image_io import load_rgb
+    """Rows -> rows with ``pixels`` (H, W, 3) uint8 (or None) and ``error``, each file read once
+    as the local scorer reads it (:func:`pyiqa_agiqa.scoring.read_row`: embedded prompt for a
+    row without one, EXIF orientation, 16-bit, alpha)."""
+    from .scoring import read_row
 
     out = []
     for record in batch.to_dict('records'):
-        row = dict(image=record['image'], prompt=record.get('prompt') or '',
-                   prompt_source=record.get('prompt_source') or '', pixels=None, error='')
-        try:
-            data = _open(record['image'], record.get('bytes'))
-        except OSError as error:
-            row['error'] = 'missing file' if isinstance(error, FileNotFoundError) else f'unreadable file: {error}'
-            out.append(row)
-            continue
-        if not row['prompt']:
-            found = read_embedded_prompt(data)
-            if found.prompt is None:
-                row['error'] = f'no prompt: {found.detail}; give --prompt or a prompt column'
-            else:
-                row['prompt'], row['prompt_source'] = found.prompt, found.source
-            data.seek(0)
-        if not row['error']:
-            try:
-                from PIL import Image
-                row['pixels'] = np.asarray(load_rgb(Image.open(data)))
-            except Exception as error:  # noqa: BLE001 - any decoding failure is the row's error
-                row['error'] = f"Cannot read image {record['image']}: {error}"
-        out.append(row)
+        prompt, source, picture, error = read_row(record['image'], record.get('prompt') or None,
+                                                  record.get('prompt_source') or '', record.get('bytes'))
+        out.append(dict(image=record['image'], prompt=prompt or '', prompt_source=source,
+                        pixels=None if picture is None else np.asarray(picture), error=error))
     return pd.DataFrame(out, columns=['image', 'prompt', 'prompt_source', 'pixels', 'error'])
 
 

@@ -23,6 +23,7 @@ embedded-metadata tag such as ``png:parameters``), one column per metric, ``erro
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -32,11 +33,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import pandas as pd
 import torch
 import torchvision.transforms.functional as TF
+from PIL import Image
 from tqdm import tqdm
 
 from pyiqa.utils.img_util import scandir_images
 
-from .data.image_io import load_rgb
+from .data.image_io import ImageReadError, load_rgb
 from .errors import OptionError
 from .prompts import PromptError
 
@@ -56,7 +58,7 @@ class Row:
 
 def rows_from_target(target: str, prompt: Optional[str] = None) -> List[Row]:
     """Rows for an image file or every image of a folder (sorted); without ``prompt`` each
-    image's embedded prompt is used (see :func:`fill_embedded_prompts`)."""
+    image's embedded prompt is used (see :func:`read_row`)."""
     if prompt is not None and not str(prompt).strip():
         raise PromptError('--prompt is empty; give the generation prompt, or leave --prompt out to read each '
                           "image's own embedded prompt")
@@ -88,26 +90,48 @@ def rows_from_csv(csv_path: str) -> List[Row]:
     return rows
 
 
-def fill_embedded_prompts(rows: Sequence[Row], progress: bool = False) -> None:
-    """Give rows without a prompt the prompt embedded in their image file (A1111, ComfyUI,
-    InvokeAI, NovelAI, EXIF, XMP; see data/embedded_prompts.py), or an error saying none was found."""
+def open_image_file(image: str, data: Optional[bytes] = None) -> io.BytesIO:
+    """The bytes of ``image`` (a local path, or any URI pyarrow's filesystems read; ``data``:
+    bytes already read, e.g. from a tar shard), read once."""
+    if data is not None:
+        return io.BytesIO(data)
+    if '://' in image:
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(image)
+        with fs.open_input_file(path) as handle:
+            return io.BytesIO(handle.read())
+    with open(image, 'rb') as handle:
+        return io.BytesIO(handle.read())
+
+
+def read_row(image: str, prompt: Optional[str], prompt_source: str, data: Optional[bytes] = None
+             ) -> Tuple[Optional[str], str, Optional[Image.Image], str]:
+    """One image file, read once, as both engines read it: the prompt embedded in it where the
+    row has none (A1111, ComfyUI, InvokeAI, NovelAI, EXIF, XMP; see data/embedded_prompts.py),
+    then its pixels as 8-bit RGB (:func:`load_rgb`: EXIF orientation, 16-bit, alpha).
+
+    Returns (prompt, prompt_source, picture or None, error); a missing or broken file, or no
+    prompt anywhere, is the error, never an exception."""
     from .data.embedded_prompts import read_embedded_prompt
 
-    todo = [row for row in rows if row.prompt is None and not row.error]
-    for row in tqdm(todo, desc='reading embedded prompts', unit='image', disable=not progress or len(todo) < 2):
-        if not os.path.isfile(row.image):
-            row.error = 'missing file'
-            continue
-        try:
-            found = read_embedded_prompt(row.image)
-        except OSError as error:
-            row.error = f'unreadable file: {error}'
-            continue
+    try:
+        stream = open_image_file(image, data)
+    except OSError as error:
+        return prompt, prompt_source, None, ('missing file' if isinstance(error, FileNotFoundError)
+                                             else f'unreadable file: {error}')
+    if not prompt:
+        found = read_embedded_prompt(stream)
         if found.prompt is None:
-            row.error = (f'no prompt: {found.detail}; give --prompt or a CSV prompt column' if found.source == 'none'
-                         else f'no usable prompt in {found.source}: {found.detail}')
-        else:
-            row.prompt, row.prompt_source = found.prompt, found.source
+            return None, '', None, (f'no prompt: {found.detail}; give --prompt or a prompt column'
+                                    if found.source == 'none'
+                                    else f'no usable prompt in {found.source}: {found.detail}')
+        prompt, prompt_source = found.prompt, found.source
+        stream.seek(0)
+    try:
+        return prompt, prompt_source, load_rgb(stream, name=image), ''
+    except ImageReadError as error:
+        return prompt, prompt_source, None, str(error)
 
 
 # ----- output -----
@@ -180,7 +204,7 @@ class ResultWriter:
 
 # ----- decoding and batching -----
 class _Decoded(torch.utils.data.Dataset):
-    """Row i -> (i, (3, H, W) tensor or None, error): decoding failures are data, not exceptions."""
+    """Row i -> (i, prompt, prompt_source, (3, H, W) tensor or None, error) by :func:`read_row`."""
 
     def __init__(self, rows: Sequence[Row]):
         self.rows = rows
@@ -191,11 +215,9 @@ class _Decoded(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         row = self.rows[i]
         if row.error:
-            return i, None, row.error
-        try:
-            return i, TF.to_tensor(load_rgb(row.image)), ''
-        except OSError as error:  # ImageReadError: missing, truncated, corrupt, unsupported
-            return i, None, str(error)
+            return i, row.prompt, row.prompt_source, None, row.error
+        prompt, source, picture, error = read_row(row.image, row.prompt, row.prompt_source)
+        return i, prompt, source, (TF.to_tensor(picture) if picture is not None else None), error
 
 
 def decoded(rows: Sequence[Row], workers: int = 2, pin_memory: bool = False
@@ -204,10 +226,9 @@ def decoded(rows: Sequence[Row], workers: int = 2, pin_memory: bool = False
     processes (0: in this process) ahead of the model; a failed row carries its error."""
     loader = torch.utils.data.DataLoader(_Decoded(rows), batch_size=None, num_workers=workers,
                                          pin_memory=pin_memory, prefetch_factor=4 if workers else None)
-    for i, image, error in loader:
+    for i, prompt, source, image, error in loader:
         row = rows[i]
-        if error:
-            row.error = error
+        row.prompt, row.prompt_source, row.error = prompt, source, error
         yield row, image
 
 

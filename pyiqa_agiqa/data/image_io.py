@@ -17,12 +17,12 @@ Unreadable files raise :class:`ImageReadError`, which names the file.
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import BinaryIO, Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageSource = Union[str, os.PathLike, Image.Image]
+ImageSource = Union[str, os.PathLike, Image.Image, BinaryIO]
 
 
 class ImageReadError(OSError):
@@ -53,19 +53,23 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert('RGB')
 
 
-def load_rgb(source: ImageSource) -> Image.Image:
-    """Open and fully decode an image as 8-bit RGB, or raise ImageReadError naming it."""
+def load_rgb(source: ImageSource, name: Optional[str] = None) -> Image.Image:
+    """Open and fully decode an image (a path, an open binary file or a PIL image) as 8-bit RGB,
+    or raise ImageReadError naming it (``name``: how to name a file object in the error)."""
     if isinstance(source, Image.Image):
         return to_rgb(ImageOps.exif_transpose(source))
-    path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise ImageReadError(f'Image file not found: {path}')
+    if hasattr(source, 'read'):
+        name = name or getattr(source, 'name', 'image stream')
+    else:
+        source = name = os.fspath(source)
+        if not os.path.isfile(source):
+            raise ImageReadError(f'Image file not found: {source}')
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()
             return to_rgb(ImageOps.exif_transpose(img))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise ImageReadError(f'Cannot read image {path}: {error}') from error
+        raise ImageReadError(f'Cannot read image {name}: {error}') from error
 
 
 def probe_image(path: str) -> str:
