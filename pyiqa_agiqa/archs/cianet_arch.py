@@ -71,7 +71,7 @@ from ..prompts import PromptArg, prompts_for_batch
 from ..precision import set_precision
 from ..weight_specs import fine_tuned_source, load_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
-from .feature_cache import WeightsCache, computation_context
+from .feature_cache import WeightsCache
 
 AUTHENTICITY_LEVELS = ('bad', 'poor', 'fair', 'good', 'excellent')
 AUTHENTICITY_TEMPLATE = 'The authenticity of the image is {level}'
@@ -271,7 +271,7 @@ class CIANet(nn.Module):
         backbone = self.backbone
         return self._fixed_texts.get('authenticity', backbone.text_parameters(),
                                      lambda: backbone.encode_text(authenticity_texts()),
-                                     self.training, *computation_context(backbone.mean.device))
+                                     self.training)
 
     def embed(self, x: torch.Tensor, prompts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unnormalised embeddings: images (B, D), prompts (B, D), authenticity texts (5, D)."""

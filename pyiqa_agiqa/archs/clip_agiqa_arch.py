@@ -73,7 +73,7 @@ from ..prompts import PromptArg
 from ..precision import set_precision
 from ..weight_specs import fine_tuned_source, load_weights
 from .clip_backbone import CLIPBackbone, initial_clip_weights
-from .feature_cache import WeightsCache, computation_context
+from .feature_cache import WeightsCache
 
 LEVELS = ('terrible', 'bad', 'poor', 'average', 'good', 'perfect')
 # Class thresholds of the reference code (classes only; the MSE loss does not use them).
@@ -253,7 +253,7 @@ class CLIPAGIQA(nn.Module):
         backbone, learner = self.backbone, self.prompt_learner
         return self._text_cache.get('classes', [*learner.parameters(), *backbone.text_parameters()],
                                     lambda: F.normalize(learner(backbone), dim=-1),
-                                    self.training, *computation_context(backbone.mean.device))
+                                    self.training)
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, D) L2-normalised embeddings of the preprocessed images."""

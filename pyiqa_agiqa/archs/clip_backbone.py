@@ -240,7 +240,7 @@ class CLIPBackbone(nn.Module):
         ``max end position + 1`` positions only (see :meth:`encode_text`)."""
         model = self.model
         if getattr(model, 'text_pool_type', 'argmax') != 'argmax' or not hasattr(model, 'token_embedding'):
-            return model.encode_text(tokens)
+            return model.encode_text(tokens).float()
         ends = tokens.argmax(dim=-1)
         length = int(ends.max()) + 1
         tokens = tokens[:, :length]

@@ -80,14 +80,15 @@ class WeightsCache:
 
     def get(self, key: Hashable, parameters: Iterable[torch.Tensor], compute: Callable[[], torch.Tensor],
             *extra: Hashable) -> torch.Tensor:
-        """``compute()``, or the value cached under ``key`` if the weights token is unchanged.
-        While autograd records (``torch.is_grad_enabled()`` and a parameter requires grad),
-        nothing is cached."""
+        """``compute()``, or the value cached under ``key`` if the weights token, ``extra`` and
+        the :func:`computation_context` on the parameters' device are unchanged. While autograd
+        records (``torch.is_grad_enabled()`` and a parameter requires grad), nothing is cached."""
         parameters = list(parameters)
         if torch.is_grad_enabled() and any(p.requires_grad for p in parameters):
             self._entries.pop(key, None)
             return compute()
-        token = weights_token(parameters, *extra, self._storages(key, parameters))
+        context = computation_context(parameters[0].device) if parameters else ()
+        token = weights_token(parameters, *extra, *context, self._storages(key, parameters))
         entry = self._entries.get(key)
         if entry is not None and entry[0] == token:
             return entry[1]

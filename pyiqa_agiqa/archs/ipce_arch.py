@@ -174,14 +174,10 @@ class IPCE(nn.Module):
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """(B,) prompts -> (B, 5, D) L2-normalised level-text embeddings; the five texts of
-        each distinct prompt go through the text tower once."""
-        unique = list(dict.fromkeys(prompts))
-        n = len(LEVELS)
-        feats = self.backbone.encode_text([t for p in unique for t in correspondence_texts(p)], warn_as='IPCE')
-        if len(unique) < len(prompts):  # rows of the distinct texts, repeated (normalised after, as before)
-            where = {p: i for i, p in enumerate(unique)}
-            feats = feats[torch.tensor([n * where[p] + k for p in prompts for k in range(n)], device=feats.device)]
-        return F.normalize(feats, dim=-1).view(len(prompts), n, -1)
+        each distinct prompt go through the text tower once (``CLIPBackbone.encode_text``)."""
+        texts = [t for p in prompts for t in correspondence_texts(p)]
+        feats = self.backbone.encode_text(texts, warn_as='IPCE')
+        return F.normalize(feats, dim=-1).view(len(prompts), len(LEVELS), -1)
 
     def normalize_views(self, views: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """CLIP normalisation of (..., C, P, P) views, the values of ``backbone.normalize``;
