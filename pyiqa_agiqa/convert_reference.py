@@ -90,8 +90,8 @@ from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 import torch
 
 from .archs.dcmpl_arch import ALIGNMENT_TEXTS, QUALITY_TEXTS
-from .exported import architecture_defaults, new_card, sha256_file, write_exported
-from .weights import UnsafeWeightsError, WeightsFormatError, extract_state_dict, load_file
+from .exported import architecture_defaults, new_card, write_exported
+from .weights import UnsafeWeightsError, WeightsFormatError, extract_state_dict, load_file, sha256_file
 
 PathLike = Union[str, os.PathLike]
 StateDict = Dict[str, torch.Tensor]

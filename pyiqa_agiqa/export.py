@@ -22,12 +22,12 @@ from typing import Dict, List, Optional
 import numpy as np
 import yaml
 
+from .data.prepare import DATASETS
 from .errors import OptionError
 from .exported import new_card, write_exported
 from .weights import load_state_dict
 
 SPLIT_FOLDER = re.compile(r'^(?P<name>.+)_Split(?P<index>\d{2})$')
-DATASET_KEYS = ('agiqa1k', 'agiqa3k', 'aigciqa2023', 'pku_i2iqa', 'aigiqa20k')
 
 
 def _option_file(folder: Path) -> Path:
@@ -48,7 +48,7 @@ def _best_weights(folder: Path) -> Path:
 
 def _dataset_key(meta_info_file) -> Optional[str]:
     stem = Path(str(meta_info_file)).stem.lower().replace('-', '_')
-    return next((k for k in DATASET_KEYS if k == stem or stem.startswith(k)), None)
+    return next((k for k in DATASETS if k == stem or stem.startswith(k)), None)
 
 
 def _data_licence(key: Optional[str]) -> str:

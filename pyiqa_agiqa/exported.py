@@ -25,7 +25,6 @@ A folder holds three files::
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
@@ -34,7 +33,7 @@ from typing import Dict, List, Mapping
 
 import torch
 
-from .weights import load_state_dict, save_weights
+from .weights import load_state_dict, save_weights, sha256_file
 
 CARD_FORMAT = 'pyiqa-agiqa-weights'
 CARD_VERSION = 1
@@ -51,14 +50,6 @@ NEUTRAL_OPTIONS = ('pretrained', 'pretrained_model_path', 'weights', 'clip_pretr
 
 class CardMismatchError(ValueError):
     """Weights whose card does not fit the metric they are loaded into."""
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def architecture_defaults(architecture: str) -> dict:
@@ -140,15 +131,20 @@ def read_card(folder) -> dict:
     return card
 
 
-def read_exported(folder) -> tuple:
-    """(state dict, card) of an exported folder; the weights' SHA-256 must match the card's."""
-    card = read_card(folder)
+def verify_weights(folder, card: Mapping) -> Path:
+    """The weights file of an exported folder, after checking its SHA-256 against the card's."""
     path = Path(folder) / card['weights']['file']
     actual = sha256_file(path)
     if actual != card['weights']['sha256']:
         raise CardMismatchError(f"{path}: SHA-256 {actual[:12]}... differs from the card's "
-                                f"{card['weights']['sha256'][:12]}... (a changed or damaged file)")
-    return load_state_dict(path), card
+                                f"{card['weights']['sha256'][:12]}... (a changed or damaged file; export it again)")
+    return path
+
+
+def read_exported(folder) -> tuple:
+    """(state dict, card) of an exported folder; the weights' SHA-256 must match the card's."""
+    card = read_card(folder)
+    return load_state_dict(verify_weights(folder, card)), card
 
 
 def _table(rows: Dict[str, Dict[str, float]]) -> List[str]:

@@ -31,8 +31,8 @@ import torch
 
 from .errors import OptionError
 from .exported import (CARD_FILE, WEIGHTS_FILE, CardMismatchError, is_exported_folder, read_card, read_exported,
-                       sha256_file)
-from .weights import PathLike, load_network_weights, load_state_dict
+                       verify_weights)
+from .weights import PathLike, load_network_weights
 
 HF_PREFIX = 'hf://'
 # name -> SPEC of published weights; empty until the project publishes trained weights
@@ -186,18 +186,10 @@ def push_folder(folder: PathLike, repo_id: str, path_in_repo: Optional[str] = No
     """
     folder = Path(folder)
     card = read_card(folder)
-    actual = sha256_file(folder / card['weights']['file'])
-    if actual != card['weights']['sha256']:
-        raise CardMismatchError(f'{folder}: the weights file no longer matches its card; export it again')
+    verify_weights(folder, card)
     api = api or _hub().HfApi(token=token)
     path_in_repo = (path_in_repo if path_in_repo is not None else folder.name).strip('/')
     api.create_repo(repo_id, exist_ok=True, private=private)
     commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), path_in_repo=path_in_repo or None,
                                revision=revision, commit_message=f"Add {card['method']} weights {path_in_repo}")
     return str(HubReference(repo_id, commit.oid, path_in_repo))
-
-
-def state_dict_of(spec: PathLike) -> Dict[str, torch.Tensor]:
-    """The state dict behind ``spec`` (an exported folder's weights are SHA-checked)."""
-    where = resolve(spec)
-    return read_exported(where)[0] if is_exported_folder(where) else load_state_dict(where)

@@ -19,6 +19,7 @@ A leading ``module.`` (DataParallel / DistributedDataParallel) is removed from e
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -40,6 +41,15 @@ class UnsafeWeightsError(RuntimeError):
 
 class WeightsFormatError(ValueError):
     """A weights file holds something other than a state dict of tensors."""
+
+
+def sha256_file(path: Union[str, os.PathLike], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _convert_hint(path: PathLike) -> str:

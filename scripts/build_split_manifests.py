@@ -22,6 +22,7 @@ SHARED = REPO_ROOT.parent / 'shared' / 'datasets'
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from pyiqa_agiqa.data.metadata import write_meta_info  # noqa: E402
 from pyiqa_agiqa.data.split_manifests import MANIFEST_DIR, MANIFESTS, reduce_manifest  # noqa: E402
 
 
@@ -30,14 +31,6 @@ def build_manifest(key, shared=SHARED):
     source = Path(shared) / MANIFESTS[key].collected
     table = pd.read_csv(source, dtype=str, keep_default_na=False)
     return reduce_manifest(table, key, source)
-
-
-def write_manifest(table, out, overwrite=False):
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f'{out} exists; pass --overwrite to replace it')
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False, lineterminator='\n')
 
 
 def main(argv=None):
@@ -51,7 +44,7 @@ def main(argv=None):
     for key in args.dataset or list(MANIFESTS):
         out = args.out_dir / f'{key}.csv'
         try:
-            write_manifest(build_manifest(key, args.shared), out, args.overwrite)
+            write_meta_info(build_manifest(key, args.shared), out, args.overwrite)
         except FileExistsError as error:
             parser.error(str(error))
         print(f'wrote {out}')

@@ -20,7 +20,8 @@ from pyiqa_agiqa.archs import CIANet, DCMPL, IPCE
 from pyiqa_agiqa.archs.clip_backbone import create_clip
 from pyiqa_agiqa.convert_reference import (ReferenceLayoutError, convert_reference, detect_ipce_network,
                                            to_reference_layout)
-from pyiqa_agiqa.exported import read_card, sha256_file
+from pyiqa_agiqa.exported import read_card
+from pyiqa_agiqa.weights import sha256_file
 from pyiqa_agiqa.weights import UnsafeWeightsError, load_network_weights
 
 TINY = 'AGIQA-Tiny-ViT'

@@ -9,11 +9,12 @@ used: for those datasets the message says where the authors publish them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from pathlib import Path
 from typing import Optional
+
+from ..weights import sha256_file
 
 MIRRORS = {
     'agiqa3k': dict(repo_id='chaofengc/IQA-PyTorch-Datasets', filename='AGIQA-3K.zip',
@@ -32,14 +33,6 @@ OFFICIAL_SOURCES = {
 
 class DownloadError(RuntimeError):
     """The archive cannot be obtained (offline, no mirror, or a checksum mismatch)."""
-
-
-def sha256_of(path: os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_dataset(key: str, dest: os.PathLike, extract: bool = True, cache_dir: Optional[str] = None) -> Path:
@@ -64,7 +57,7 @@ def download_dataset(key: str, dest: os.PathLike, extract: bool = True, cache_di
             f"could not download {mirror['filename']} from the Hugging Face dataset {mirror['repo_id']} "
             f"({type(error).__name__}: {str(error)[:200]}). Offline? Get it from {OFFICIAL_SOURCES[key]} "
             f'and unpack it into {dest}') from error
-    digest = sha256_of(archive)
+    digest = sha256_file(archive)
     if digest != mirror['sha256']:
         raise DownloadError(f"{archive}: SHA-256 {digest} differs from the recorded {mirror['sha256']}")
     print(f'{archive.name}: SHA-256 {digest} (as recorded)')
