@@ -4,9 +4,14 @@ Rows are (image, prompt, prompt source) from an image file or folder (``--prompt
 or each image's own embedded prompt), or from a CSV with ``image`` and, optionally,
 ``prompt`` columns (paths relative to the CSV; an empty prompt is read from the image).
 
-- Each image is decoded once, by DataLoader worker processes ahead of the model (pinned
-  memory on a GPU), and scored by every metric. Images are bucketed by size, so batches are
-  full even when consecutive images differ in size (rows are written as batches complete).
+- Each image is decoded once, by DataLoader worker processes ahead of the model, and scored
+  by every metric. Images travel as 8-bit (a quarter of float32's bytes: worker to main
+  process, batch stacking, and, from pinned memory on a GPU, the copy to the device) and
+  become float in [0, 1] on the metric's device, the values ``to_tensor`` gives. The
+  prompts of the next batch are tokenised in a thread while the model computes (open_clip's
+  tokenizer is pure Python: on a GPU it would otherwise take as long as the text tower).
+  Images are bucketed by size, so batches are full even when consecutive images differ in
+  size (rows are written as batches complete).
 - A row that cannot be scored (missing file, truncated or corrupt image, no prompt
   anywhere) is written with its ``error`` and the rest is scored. Nothing aborts the run
   except an error of the metric itself, and what was computed before it is already on disk.
@@ -26,6 +31,7 @@ import csv
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -204,7 +210,7 @@ class ResultWriter:
 
 # ----- decoding and batching -----
 class _Decoded(torch.utils.data.Dataset):
-    """Row i -> (i, prompt, prompt_source, (3, H, W) tensor or None, error) by :func:`read_row`."""
+    """Row i -> (i, prompt, prompt_source, (3, H, W) uint8 tensor or None, error) by :func:`read_row`."""
 
     def __init__(self, rows: Sequence[Row]):
         self.rows = rows
@@ -217,24 +223,30 @@ class _Decoded(torch.utils.data.Dataset):
         if row.error:
             return i, row.prompt, row.prompt_source, None, row.error
         prompt, source, picture, error = read_row(row.image, row.prompt, row.prompt_source)
-        return i, prompt, source, (TF.to_tensor(picture) if picture is not None else None), error
+        return i, prompt, source, (TF.pil_to_tensor(picture) if picture is not None else None), error
 
 
-def decoded(rows: Sequence[Row], workers: int = 2, pin_memory: bool = False
-            ) -> Iterator[Tuple[Row, Optional[torch.Tensor]]]:
-    """(row, (3, H, W) tensor or None) in input order, decoded by a DataLoader with ``workers``
-    processes (0: in this process) ahead of the model; a failed row carries its error."""
+def decoded(rows: Sequence[Row], workers: int = 2) -> Iterator[Tuple[Row, Optional[torch.Tensor]]]:
+    """(row, (3, H, W) uint8 tensor or None) in input order, decoded by a DataLoader with
+    ``workers`` processes (0: in this process) ahead of the model; a failed row carries its error."""
     loader = torch.utils.data.DataLoader(_Decoded(rows), batch_size=None, num_workers=workers,
-                                         pin_memory=pin_memory, prefetch_factor=4 if workers else None)
+                                         prefetch_factor=4 if workers else None)
     for i, prompt, source, image, error in loader:
         row = rows[i]
         row.prompt, row.prompt_source, row.error = prompt, source, error
         yield row, image
 
 
-def batches(stream, batch_size: int) -> Iterator[Tuple[List[Row], Optional[torch.Tensor]]]:
+def batches(stream, batch_size: int, pin_memory: bool = False) -> Iterator[Tuple[List[Row], Optional[torch.Tensor]]]:
     """Batches of ``batch_size`` images of one size, whatever the order sizes come in (one
-    bucket per size, flushed when full and at the end); failed rows come alone with ``None``."""
+    bucket per size, flushed when full and at the end), stacked in pinned memory with
+    ``pin_memory`` (for a copy to the GPU that does not wait); failed rows come alone with ``None``."""
+    def stack(tensors):
+        if not pin_memory:
+            return torch.stack(tensors)
+        out = torch.empty((len(tensors),) + tuple(tensors[0].shape), dtype=tensors[0].dtype, pin_memory=True)
+        return torch.stack(tensors, out=out)
+
     buckets: Dict[tuple, Tuple[List[Row], List[torch.Tensor]]] = {}
     for row, image in stream:
         if image is None:
@@ -245,9 +257,46 @@ def batches(stream, batch_size: int) -> Iterator[Tuple[List[Row], Optional[torch
         tensors.append(image)
         if len(group) == batch_size:
             del buckets[tuple(image.shape)]
-            yield group, torch.stack(tensors)
+            yield group, stack(tensors)
     for group, tensors in buckets.values():
-        yield group, torch.stack(tensors)
+        yield group, stack(tensors)
+
+
+def tokenize_prompts(metrics: Dict[str, torch.nn.Module], prompts: Sequence[str]) -> None:
+    """Tokenise the texts each metric's text tower will encode for ``prompts`` into its
+    backbone's token cache (networks without ``prompt_texts`` read no prompt). Prompts that
+    are not all str are left to the metric, which says what is wrong with them."""
+    if not all(isinstance(p, str) for p in prompts):
+        return
+    for metric in metrics.values():
+        net = getattr(metric, 'net', metric)
+        texts = net.prompt_texts(prompts) if hasattr(net, 'prompt_texts') else []
+        if texts:
+            net.backbone.token_cache(texts)
+
+
+def tokenized_ahead(stream, metrics: Dict[str, torch.nn.Module]):
+    """``stream``'s (rows, images) batches, each once its prompts are tokenised; the next
+    batch's are tokenised in a thread while the caller computes the current one."""
+    def submit(item):
+        rows, images = item
+        return pool.submit(tokenize_prompts, metrics, [r.prompt for r in rows]) if images is not None else None
+
+    def ready(entry):
+        item, future = entry
+        if future is not None:
+            future.result()
+        return item
+
+    with ThreadPoolExecutor(1, thread_name_prefix='agiqa-tokenize') as pool:
+        previous = None
+        for item in stream:
+            current = (item, submit(item))
+            if previous is not None:
+                yield ready(previous)
+            previous = current
+        if previous is not None:
+            yield ready(previous)
 
 
 def _record(row: Row, scores: Dict[str, float], metrics: Sequence[str]) -> dict:
@@ -269,9 +318,10 @@ def score_rows(metrics: Dict[str, torch.nn.Module], rows: Sequence[Row], writer:
     records = []
     device = torch.device(next(iter(metrics.values())).device if metrics else 'cpu')
     with tqdm(total=len(todo), unit='image', disable=not progress or len(todo) < 2, desc='scoring') as bar:
-        for group, images in batches(decoded(todo, workers, pin_memory=device.type == 'cuda'), batch_size):
-            if images is not None:
-                images = images.to(device, non_blocking=True)
+        stream = batches(decoded(todo, workers), batch_size, pin_memory=device.type == 'cuda')
+        for group, images in tokenized_ahead(stream, metrics):
+            if images is not None:  # 8-bit to the device, float there: to_tensor's values
+                images = images.to(device, non_blocking=True).float().div_(255)
             if images is None:
                 out = [_record(group[0], {}, names)]
             else:

@@ -7,6 +7,7 @@ does not depend on the weight values).
     python scripts/benchmark.py --scoring 256                     # end-to-end folder of JPEGs
     python scripts/benchmark.py --precision-diff 64 --skip-speed  # bf16 / fp16 scores vs fp32
     python scripts/benchmark.py --compile                         # also with torch.compile'd towers
+    python scripts/benchmark.py --autocast                        # also bf16 / fp16 as autocast, not cast
     python scripts/benchmark.py --memory 8 32 --skip-speed        # peak memory per batch size
 
 **Bound.** A metric's unavoidable work is its CLIP passes: the image tower on the views the
@@ -23,8 +24,14 @@ model object, the same dtype) on exactly that many views and texts, timed in the
   are part of the method and are not in the bound).
 
 The views per image are counted on the metric's own call (a hook on the image tower's patch
-embedding). Inputs: B images of S x S (default 8 of 512 x 512), one distinct prompt per image.
-Times are the median of ``--repeats`` calls after a warm-up; ratio = metric time / bound time.
+embedding). Inputs: B images of S x S (default 8 of 512 x 512), one distinct prompt per image, new
+prompts at every call (so the metric's time includes tokenising them; the bound is given
+token ids). Times are the median of ``--repeats`` calls after a warm-up; ratio = metric time / bound time.
+
+**Cast or autocast** (``--autocast``): the plugin runs bf16 / fp16 by casting the towers'
+weights once. This mode also times each low precision the other way, fp32 weights under
+``torch.autocast`` (metric and bound alike), and prints how it compares with the cast, so the
+choice is measured on each device.
 
 **Training** (``--train``): one optimiser step (forward in training mode, the method's loss,
 backward, AdamW) per batch, fp32 or with ``train.precision`` autocast; images/s.
@@ -55,8 +62,19 @@ PROMPTS = ['a red fox standing in fresh snow, photorealistic, golden hour light'
            'a mountain lake reflecting pine trees at dawn']
 
 
-def prompts_for(n: int) -> list:
-    return [f'{PROMPTS[i % len(PROMPTS)]}, variation {i // len(PROMPTS)}' for i in range(n)]
+def prompts_for(n: int, start: int = 0) -> list:
+    """``n`` distinct prompts (those from ``start`` on: a new ``start`` gives new prompts)."""
+    return [f'{PROMPTS[i % len(PROMPTS)]}, variation {i // len(PROMPTS)}' for i in range(start, start + n)]
+
+
+def tokenizer_seconds_per_text(n: int = 512) -> float:
+    """open_clip's tokenizer (pure Python) on ``n`` new prompts, seconds per text."""
+    import open_clip
+    tokenizer = open_clip.get_tokenizer('ViT-B-32')
+    texts = prompts_for(n, start=10 ** 6)
+    start = time.perf_counter()
+    tokenizer(texts)
+    return (time.perf_counter() - start) / n
 
 
 def sync(device):
@@ -89,14 +107,21 @@ def count_views(net, call) -> int:
 
 
 def bench_metric(name: str, precision: str, device, batch: int, size: int, repeats: int,
-                 compiled: bool = False) -> dict:
+                 compiled: bool = False, autocast: bool = False) -> dict:
+    """Images/s of the metric and of its bound. ``autocast``: fp32 weights, both run under
+    ``torch.autocast(dtype=precision)`` instead of cast weights."""
+    import contextlib
+
     import pyiqa
 
     import pyiqa_agiqa  # noqa: F401
+    from pyiqa_agiqa.precision import dtype_of
 
     torch.manual_seed(0)
-    extra = {} if precision == 'fp32' else {'precision': precision}  # (also runs on versions without the option)
+    # (no option for fp32: also runs on versions without it)
+    extra = {} if precision == 'fp32' or autocast else {'precision': precision}
     metric = pyiqa.create_metric(name, pretrained=False, device=device, **extra)
+    context = (lambda: torch.autocast(device.type, dtype=dtype_of(precision))) if autocast else contextlib.nullcontext
     net = metric.net
     if compiled:  # the towers' blocks; the bound below runs the same (compiled) blocks
         from pyiqa_agiqa.compilation import compile_towers
@@ -104,9 +129,14 @@ def bench_metric(name: str, precision: str, device, batch: int, size: int, repea
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     images = torch.rand(batch, 3, size, size, device=device)
     prompts = prompts_for(batch)
+    calls = iter(range(1, 10 ** 6))
+
+    def call():  # new prompts at each call, as in a corpus: the metric tokenises them
+        with context():
+            metric(images, prompt=prompts_for(batch, start=batch * next(calls)))
     with torch.no_grad():
-        views = count_views(net, lambda: metric(images, prompt=prompts))
-        seconds = timed(lambda: metric(images, prompt=prompts), device, repeats)
+        views = count_views(net, call)
+        seconds = timed(call, device, repeats)
         model = net.backbone.model
         image_size = net.backbone.image_size
         view_batch = torch.rand(views, 3, image_size, image_size, device=device).to(model.logit_scale.dtype)
@@ -114,11 +144,13 @@ def bench_metric(name: str, precision: str, device, batch: int, size: int, repea
         tokens = net.backbone.tokenize(texts) if texts else None
 
         def bound():
-            model.encode_image(view_batch)
-            if tokens is not None:
-                model.encode_text(tokens)
+            with context():
+                model.encode_image(view_batch)
+                if tokens is not None:
+                    model.encode_text(tokens)
         bound_seconds = timed(bound, device, repeats)
-    return dict(metric=name, precision=precision, compiled=compiled, batch=batch, views_per_image=views / batch,
+    return dict(metric=name, precision=precision, compiled=compiled, autocast=autocast, batch=batch,
+                views_per_image=views / batch,
                 texts_per_batch=len(texts), images_per_s=batch / seconds, bound_images_per_s=batch / bound_seconds,
                 ratio=seconds / bound_seconds)
 
@@ -159,11 +191,12 @@ def bench_training(name: str, precision: str, device, batch: int, size: int, rep
 
 
 def bench_scoring(n: int, device, batch: int, size: int, workers: int, precision: str) -> dict:
-    """End-to-end scoring of ``n`` JPEGs with ipce vs decode alone vs compute alone."""
+    """End-to-end scoring of ``n`` JPEGs (a CSV of image, prompt rows, distinct prompts) with ipce
+    vs decode alone vs compute alone."""
     import numpy as np
     from PIL import Image
 
-    from pyiqa_agiqa.scoring import create_metrics, decoded, rows_from_target, score_rows
+    from pyiqa_agiqa.scoring import create_metrics, decoded, rows_from_csv, score_rows
 
     folder = Path(tempfile.mkdtemp(prefix='agiqa_bench_'))
     rng = np.random.default_rng(0)
@@ -171,20 +204,21 @@ def bench_scoring(n: int, device, batch: int, size: int, workers: int, precision
     for i in range(n):
         picture = Image.fromarray(np.roll(base, i, axis=0)).resize((size, size), Image.BICUBIC)
         picture.save(folder / f'{i:05d}.jpg', quality=90)
+    table = folder / 'rows.csv'
+    table.write_text('image,prompt\n' + ''.join(f'{i:05d}.jpg,"{p}"\n' for i, p in enumerate(prompts_for(n))))
     metrics = create_metrics(['ipce'], device, {'pretrained': False, 'precision': precision})
-    rows = rows_from_target(str(folder), 'a red fox standing in fresh snow')
     start = time.perf_counter()
-    for _ in decoded(rows, workers):
+    for _ in decoded(rows_from_csv(str(table)), workers):
         pass
     decode = time.perf_counter() - start
     images = torch.rand(batch, 3, size, size, device=device)
     metric = metrics['ipce']
-    with torch.no_grad():
-        compute = timed(lambda: metric(images, prompt=['a red fox standing in fresh snow'] * batch), device, 1)
+    calls = iter(range(1, 10 ** 6))
+    with torch.no_grad():  # compute alone: the model on ready tensors and new prompts
+        compute = timed(lambda: metric(images, prompt=prompts_for(batch, start=n + batch * next(calls))), device, 1)
     compute *= n / batch
     start = time.perf_counter()
-    score_rows(metrics, rows_from_target(str(folder), 'a red fox standing in fresh snow'), batch_size=batch,
-               progress=False, workers=workers)
+    score_rows(metrics, rows_from_csv(str(table)), batch_size=batch, progress=False, workers=workers)
     sync(device)
     total = time.perf_counter() - start
     return dict(mode='scoring', images=n, workers=workers, precision=precision, decode_s=decode, compute_s=compute,
@@ -264,6 +298,8 @@ def main(argv=None) -> int:
     parser.add_argument('--skip-speed', action='store_true', help='only the extra parts (--train, --scoring ...)')
     parser.add_argument('--compile', action='store_true',
                         help='also time each metric with its CLIP towers compiled (torch.compile, regional)')
+    parser.add_argument('--autocast', action='store_true',
+                        help='also time each low precision as autocast over fp32 weights (against the cast)')
     parser.add_argument('--memory', type=int, nargs='+', metavar='B',
                         help='also the peak memory of one call at each batch size B (a fresh process each)')
     parser.add_argument('--json', help='write the results to this file too')
@@ -271,17 +307,27 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads'
     print(f'torch {torch.__version__} on {where}; batch {args.batch_size} of {args.size}x{args.size}, random weights')
-    results = []
+    tokenize = tokenizer_seconds_per_text()
+    print(f'open_clip tokenizer: {tokenize * 1e6:.0f} us per text on one CPU core')
+    results = [dict(mode='tokenizer', seconds_per_text=tokenize)]
     if not args.skip_speed:
         print(f"{'metric':<22}{'precision':>14}{'views/img':>10}{'images/s':>10}{'bound/s':>10}{'ratio':>8}")
     for name in args.metrics if not args.skip_speed else []:
         for precision in args.precisions:
-            for compiled in (False, True) if args.compile else (False,):
-                r = bench_metric(name, precision, device, args.batch_size, args.size, args.repeats, compiled)
+            variants = [(False, False)] + [(True, False)] * args.compile
+            variants += [(False, True)] * (args.autocast and precision != 'fp32')
+            for compiled, autocast in variants:
+                r = bench_metric(name, precision, device, args.batch_size, args.size, args.repeats, compiled,
+                                 autocast)
+                label = precision + ('+compile' if compiled else '') + (' autocast' if autocast else '')
+                versus = ''
+                if autocast:  # against the cast weights' row of the same precision, printed just above
+                    cast = next(c for c in results[::-1] if c['metric'] == name and c['precision'] == precision)
+                    r['speed_vs_cast'] = r['images_per_s'] / cast['images_per_s']
+                    versus = f"   {r['speed_vs_cast']:.2f} x the cast's images/s"
                 results.append(r)
-                label = precision + ('+compile' if compiled else '')
                 print(f"{name:<22}{label:>14}{r['views_per_image']:>10.1f}{r['images_per_s']:>10.2f}"
-                      f"{r['bound_images_per_s']:>10.2f}{r['ratio']:>8.2f}", flush=True)
+                      f"{r['bound_images_per_s']:>10.2f}{r['ratio']:>8.2f}{versus}", flush=True)
     if args.train:
         print(f"\n{'training step':<22}{'precision':>10}{'images/s':>10}")
         for name in [m for m in args.metrics if m in TRAIN_OUTPUTS]:

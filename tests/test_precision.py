@@ -69,3 +69,8 @@ def test_precision_options_are_checked(demo_data):
     opt['network']['precision'] = 'bf16'
     with pytest.raises(OptionError, match='to train in low precision set train.precision'):
         check_options(opt)
+
+
+def test_set_precision_refuses_a_network_without_clip_towers():
+    with pytest.raises(TypeError, match="networks with CLIP towers .* not Linear"):
+        set_precision(torch.nn.Linear(2, 2), 'bf16')

@@ -228,3 +228,15 @@ def test_random_weights_and_a_weights_file_together_are_an_error(tmp_path):
     with pytest.raises(OptionError, match='pretrained=False builds random weights, but weights'):
         pyiqa.create_metric('ipce', device='cpu', pretrained=False, pretrained_model_path=str(tmp_path / 'w.pth'),
                             **TINY_OPTS)
+
+
+def test_scorer_gives_the_metrics_own_score_of_each_file(folder):
+    """The scorer moves 8-bit images and makes them float on the device: the values of the
+    metric on the file itself (one image a batch: the same computation, bit for bit)."""
+    torch.manual_seed(0)
+    metrics = create_metrics(['ipce'], 'cpu', dict(pretrained=False, **TINY_OPTS))
+    table = score_rows(metrics, rows_from_target(str(folder), 'a red fox'), batch_size=1, progress=False, workers=0)
+    scored = table[table['error'] == '']
+    assert len(scored) == 5
+    for _, row in scored.iterrows():
+        assert row['ipce'] == metrics['ipce'](row['image'], prompt='a red fox').item()

@@ -58,7 +58,7 @@ and the head, no authenticity texts. ``output=None`` (training) computes all thr
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -259,6 +259,11 @@ class CIANet(nn.Module):
     def image_embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, D) unnormalised image embeddings."""
         return self.backbone.encode_image(self.preprocess(x))
+
+    def prompt_texts(self, prompts: Sequence[str]) -> List[str]:
+        """The texts the text tower encodes for ``prompts``: the prompts themselves, none for
+        the authenticity output (which never reads them)."""
+        return [] if self.output == 'authenticity' else list(prompts)
 
     def prompt_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
         """(B,) prompts -> (B, D) unnormalised embeddings (each distinct prompt encoded once)."""

@@ -26,9 +26,11 @@ import logging
 import os
 import pickle
 import socket
+import threading
 import warnings
+from collections import OrderedDict
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import open_clip
 import torch
@@ -157,6 +159,45 @@ def _logging_disabled(level: int):
         logging.disable(previous)
 
 
+class TokenCache:
+    """Token ids of the most recently tokenised texts (text -> (context_length,) row), at most
+    ``size`` of them, least recently used dropped first. open_clip's tokenizer takes about
+    80 us a text on a CPU core (ftfy, regex, BPE), as long as a GPU's whole text-tower pass
+    for it, so a prompt that comes back (the same prompt for many images, IPCE's level texts
+    of a repeated prompt) is not tokenised again. Thread-safe: the scorer fills it from a
+    thread while the model computes (:meth:`CLIPBackbone.tokenize`). Not copied with the
+    network (a copy starts empty)."""
+
+    def __init__(self, tokenizer, size: int = 32768):
+        self.tokenizer, self.size = tokenizer, size
+        self._rows: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __reduce__(self):
+        return TokenCache, (self.tokenizer, self.size)
+
+    def __call__(self, texts: Sequence[str]) -> torch.LongTensor:
+        """(N,) texts -> (N, context_length) token ids on the CPU, as ``tokenizer(texts)``."""
+        with self._lock:
+            rows: List[Optional[torch.Tensor]] = [self._rows.get(t) for t in texts]
+            for t, row in zip(texts, rows):
+                if row is not None:
+                    self._rows.move_to_end(t)
+        missing = list(dict.fromkeys(t for t, row in zip(texts, rows) if row is None))
+        if missing:
+            new = dict(zip(missing, self.tokenizer(missing).to(torch.int32).unbind()))
+            rows = [new[t] if row is None else row for t, row in zip(texts, rows)]
+            with self._lock:
+                self._rows.update(new)
+                while len(self._rows) > self.size:
+                    self._rows.popitem(last=False)
+        return torch.stack(rows).long() if rows else self.tokenizer([])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
 class CLIPBackbone(nn.Module):
     """An open_clip model with its tokenizer and CLIP normalisation.
 
@@ -178,6 +219,7 @@ class CLIPBackbone(nn.Module):
         self.model_name = model_name
         self.model = create_clip(model_name, weights, cache_dir)
         self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.token_cache = TokenCache(self.tokenizer)
         self.context_length = int(self.tokenizer.context_length)
         size = self.model.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -196,8 +238,9 @@ class CLIPBackbone(nn.Module):
         return [len(self.tokenizer.encode(t)) + 2 for t in texts]
 
     def tokenize(self, texts: Sequence[str]) -> torch.LongTensor:
-        """(N,) texts -> (N, context_length) token ids on the model's device (truncated)."""
-        return self.tokenizer(list(texts)).to(self.mean.device)
+        """(N,) texts -> (N, context_length) token ids on the model's device (truncated); the
+        tokenizer's ids, through :attr:`token_cache`."""
+        return self.token_cache(list(texts)).to(self.mean.device)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -18,7 +18,7 @@ No head: both CLIP towers are fine-tuned; the logit scale stays frozen.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -172,11 +172,14 @@ class IPCE(nn.Module):
             load_weights(self, fine_tuned, options)
         set_precision(self, precision)
 
+    def prompt_texts(self, prompts: Sequence[str]) -> List[str]:
+        """The texts the text tower encodes for ``prompts``: 5 level texts each, (5 B,)."""
+        return [t for p in prompts for t in correspondence_texts(p)]
+
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """(B,) prompts -> (B, 5, D) L2-normalised level-text embeddings; the five texts of
         each distinct prompt go through the text tower once (``CLIPBackbone.encode_text``)."""
-        texts = [t for p in prompts for t in correspondence_texts(p)]
-        feats = self.backbone.encode_text(texts, warn_as='IPCE')
+        feats = self.backbone.encode_text(self.prompt_texts(prompts), warn_as='IPCE')
         return F.normalize(feats, dim=-1).view(len(prompts), len(LEVELS), -1)
 
     def normalize_views(self, views: torch.Tensor, inplace: bool = False) -> torch.Tensor:

@@ -3,7 +3,7 @@
 # (GPU machine, about 8 minutes; the working tree travels, the wheels in .whl/ are carried):
 #   here:    bash scripts/device/fetch_wheels.sh
 #   device:  run(command="bash scripts/device/benchmark.sh", carry=[".whl"], timeout_s=600)
-# Results come back under $OUT: gpu.txt, speed.txt/json, compile.txt/json, memory.txt/json.
+# Results come back under $OUT: gpu.txt, speed.txt/json, autocast.txt/json, compile.txt/json, memory.txt/json.
 # Each part has its own time limit, so a slow part cannot take the others' results with it.
 # Smoke test on a CPU machine: DEVICE=cpu QUICK=1 PY=python bash scripts/device/benchmark.sh
 set -uo pipefail
@@ -33,7 +33,8 @@ run_part() {  # name, seconds, benchmark arguments...
         | grep -v -e '^WARNING' -e 'No pretrained weights' | tee -a "$OUT/$name.txt"
     echo "== $name: exit ${PIPESTATUS[0]}" | tee -a "$OUT/$name.txt"
 }
-run_part speed 300 $SIZE $METRICS --precisions fp32 fp16 bf16 --train --scoring $SCORING --workers 12 \
+run_part speed 270 $SIZE $METRICS --precisions fp32 fp16 bf16 --train --scoring $SCORING --workers 12 \
     --precision-diff $DIFF
-run_part compile 150 $SIZE ${METRICS:---metrics ipce cianet clip_agiqa dcmpl} --precisions bf16 --compile
-run_part memory 90 $SIZE $METRICS --precisions bf16 --memory $MEM --skip-speed
+run_part autocast 90 $SIZE $METRICS --precisions bf16 fp16 --autocast
+run_part compile 120 $SIZE ${METRICS:---metrics ipce cianet clip_agiqa dcmpl} --precisions bf16 --compile
+run_part memory 60 $SIZE $METRICS --precisions bf16 --memory $MEM --skip-speed
