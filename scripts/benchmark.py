@@ -26,7 +26,8 @@ model object, the same dtype) on exactly that many views and texts, timed in the
 The views per image are counted on the metric's own call (a hook on the image tower's patch
 embedding). Inputs: B images of S x S (default 8 of 512 x 512), one distinct prompt per image, new
 prompts at every call (so the metric's time includes tokenising them; the bound is given
-token ids). Times are the median of ``--repeats`` calls after a warm-up; ratio = metric time / bound time.
+token ids). After a warm-up of each, ``--repeats`` rounds call the metric then the bound;
+times are medians, and the ratio is the median of the rounds' metric time / bound time.
 
 **Cast or autocast** (``--autocast``): the plugin runs bf16 / fp16 by casting the towers'
 weights once. This mode also times each low precision the other way, fp32 weights under
@@ -95,6 +96,24 @@ def timed(fn, device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def timed_pair(fn, bound, device, repeats: int):
+    """(median seconds of ``fn``, of ``bound``, median of the per-round ratios fn / bound):
+    one warm-up each, then ``repeats`` rounds of one call of each, so that a machine whose
+    speed drifts (a shared CPU) slows both sides of a ratio alike."""
+    fn()
+    bound()
+    sync(device)
+    times, bounds = [], []
+    for _ in range(repeats):
+        for f, out in ((fn, times), (bound, bounds)):
+            start = time.perf_counter()
+            f()
+            sync(device)
+            out.append(time.perf_counter() - start)
+    return (statistics.median(times), statistics.median(bounds),
+            statistics.median(t / b for t, b in zip(times, bounds)))
+
+
 def count_views(net, call) -> int:
     """Images that reach the image tower's patch embedding during ``call()``."""
     seen = []
@@ -136,7 +155,6 @@ def bench_metric(name: str, precision: str, device, batch: int, size: int, repea
             metric(images, prompt=prompts_for(batch, start=batch * next(calls)))
     with torch.no_grad():
         views = count_views(net, call)
-        seconds = timed(call, device, repeats)
         model = net.backbone.model
         image_size = net.backbone.image_size
         view_batch = torch.rand(views, 3, image_size, image_size, device=device).to(model.logit_scale.dtype)
@@ -148,11 +166,11 @@ def bench_metric(name: str, precision: str, device, batch: int, size: int, repea
                 model.encode_image(view_batch)
                 if tokens is not None:
                     model.encode_text(tokens)
-        bound_seconds = timed(bound, device, repeats)
+        seconds, bound_seconds, ratio = timed_pair(call, bound, device, repeats)
     return dict(metric=name, precision=precision, compiled=compiled, autocast=autocast, batch=batch,
                 views_per_image=views / batch,
                 texts_per_batch=len(texts), images_per_s=batch / seconds, bound_images_per_s=batch / bound_seconds,
-                ratio=seconds / bound_seconds)
+                ratio=ratio)
 
 
 TRAIN_OUTPUTS = {'ipce': None, 'cianet': None, 'clip_agiqa': None, 'dcmpl': None}
