@@ -9,6 +9,7 @@ does not depend on the weight values).
     python scripts/benchmark.py --compile                         # also with torch.compile'd towers
     python scripts/benchmark.py --autocast                        # also bf16 / fp16 as autocast, not cast
     python scripts/benchmark.py --memory 8 32 --skip-speed        # peak memory per batch size
+    python scripts/benchmark.py --dcmpl-tokens 64 --skip-speed    # what DCMPL's prompt tokens cost
 
 **Bound.** A metric's unavoidable work is its CLIP passes: the image tower on the views the
 method needs and the text tower on the texts that change per image (fixed texts are computed
@@ -173,6 +174,35 @@ def bench_metric(name: str, precision: str, device, batch: int, size: int, repea
                 ratio=ratio)
 
 
+def dcmpl_prompt_tokens(device, n: int, repeats: int) -> dict:
+    """Where DCMPL's time beyond its bound goes: ViT-B/32's 12 blocks on ``n`` random sequences
+    of 50 tokens (CLS + 49 patches) and of 58 (+ 8 visual prompt tokens), and the bare tower
+    against the prompted one (``encode_image_prompted``) on ``n`` views, fp32, random weights."""
+    from pyiqa_agiqa.archs.clip_backbone import CLIPBackbone
+
+    torch.manual_seed(0)
+    backbone = CLIPBackbone('ViT-B-32-quickgelu', weights=None).to(device).eval()
+    visual = backbone.model.visual
+    width = visual.class_embedding.shape[0]
+    views = torch.rand(n, 3, 224, 224, device=device)
+    prompts = [torch.randn(8, width, device=device) * 0.02 for _ in visual.transformer.resblocks]
+
+    def blocks(tokens):
+        start = torch.randn(n, tokens, width, device=device)
+
+        def run():
+            x = start
+            for block in visual.transformer.resblocks:
+                x = block(x)
+        return run
+    with torch.no_grad():
+        at50, at58, _ = timed_pair(blocks(50), blocks(58), device, repeats)
+        bare, prompted, _ = timed_pair(lambda: visual(backbone.normalize(views)),
+                                       lambda: backbone.encode_image_prompted(views, prompts), device, repeats)
+    return dict(mode='dcmpl_prompt_tokens', views=n, blocks_50_s=at50, blocks_58_s=at58, bare_tower_s=bare,
+                prompted_tower_s=prompted)
+
+
 TRAIN_OUTPUTS = {'ipce': None, 'cianet': None, 'clip_agiqa': None, 'dcmpl': None}
 
 
@@ -318,6 +348,8 @@ def main(argv=None) -> int:
                         help='also time each metric with its CLIP towers compiled (torch.compile, regional)')
     parser.add_argument('--autocast', action='store_true',
                         help='also time each low precision as autocast over fp32 weights (against the cast)')
+    parser.add_argument('--dcmpl-tokens', type=int, default=0, metavar='N',
+                        help="also time ViT-B/32 with and without DCMPL's 8 visual prompt tokens on N views")
     parser.add_argument('--memory', type=int, nargs='+', metavar='B',
                         help='also the peak memory of one call at each batch size B (a fresh process each)')
     parser.add_argument('--json', help='write the results to this file too')
@@ -367,6 +399,13 @@ def main(argv=None) -> int:
                 results.append(r)
                 print(f"{name:<22}{r['precision']:>10}{r['max_abs']:>10.4f}{r['mean_abs']:>10.4f}{r['srcc']:>8.4f}"
                       f"  {r['fp32_range'][0]:.3f}..{r['fp32_range'][1]:.3f}", flush=True)
+    if args.dcmpl_tokens:
+        r = dcmpl_prompt_tokens(device, args.dcmpl_tokens, args.repeats)
+        results.append(r)
+        print(f"\nViT-B/32 on {r['views']} views, fp32: 12 blocks at 50 tokens {r['blocks_50_s']:.2f} s, at 58 "
+              f"{r['blocks_58_s']:.2f} s ({r['blocks_58_s'] / r['blocks_50_s']:.2f}x); bare tower "
+              f"{r['bare_tower_s']:.2f} s, prompted {r['prompted_tower_s']:.2f} s "
+              f"({r['prompted_tower_s'] / r['bare_tower_s']:.2f}x)")
     if args.memory:
         what = 'GPU MB (the call)' if device.type == 'cuda' else 'peak RSS MB (process)'
         print(f"\n{'memory':<22}{'precision':>10}" + ''.join(f'{f"batch {b}":>12}' for b in args.memory)

@@ -19,9 +19,9 @@ else
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 if [ -n "${QUICK:-}" ]; then  # a few seconds a part: checks the script, not the machine
-    SIZE="--size 256 --batch-size 2 --repeats 1"; SCORING=8; DIFF=4; MEM="2 4"; METRICS="--metrics cianet"
+    SIZE="--size 256 --batch-size 2 --repeats 1"; SCORING=8; DIFF=4; MEM="2 4"; METRICS="--metrics cianet"; TOKENS=8
 else
-    SIZE="--batch-size 64"; SCORING=2000; DIFF=64; MEM="64 256"; METRICS=""
+    SIZE="--batch-size 64"; SCORING=2000; DIFF=64; MEM="64 256"; METRICS=""; TOKENS=1600
 fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
   $PY -c "import torch, pyiqa, open_clip, pyiqa_agiqa; print('torch', torch.__version__, 'pyiqa', pyiqa.__version__, 'open_clip', open_clip.__version__, 'plugin', pyiqa_agiqa.__version__)"
@@ -37,4 +37,4 @@ run_part speed 270 $SIZE $METRICS --precisions fp32 fp16 bf16 --train --scoring 
     --precision-diff $DIFF
 run_part autocast 90 $SIZE $METRICS --precisions bf16 fp16 --autocast
 run_part compile 120 $SIZE ${METRICS:---metrics ipce cianet clip_agiqa dcmpl} --precisions bf16 --compile
-run_part memory 60 $SIZE $METRICS --precisions bf16 --memory $MEM --skip-speed
+run_part memory 60 $SIZE $METRICS --precisions bf16 --memory $MEM --skip-speed --dcmpl-tokens $TOKENS
