@@ -94,7 +94,6 @@ wrap('_enter_stage', on_stage)
 wrap('check_finished', on_finished)
 
 
-
 def pyiqa_route(argv) -> int:
     """pyiqa's own ``train.py`` with ``--launcher pytorch``. pyiqa's init_dist hard-codes CUDA
     (``torch.cuda.set_device``, nccl); on this CPU machine it is replaced by the same call

@@ -44,7 +44,8 @@ def test_score_single_image_prints_and_matches_folder_score(image_folder, capsys
 
 def test_score_csv_with_one_prompt_per_image(image_folder, tmp_path):
     listing = tmp_path / 'list.csv'
-    pd.DataFrame({'image': ['imgs/img0.png', 'imgs/img1.png'], 'prompt': ['a cat', 'a dog']}).to_csv(listing, index=False)
+    pd.DataFrame({'image': ['imgs/img0.png', 'imgs/img1.png'],
+                  'prompt': ['a cat', 'a dog']}).to_csv(listing, index=False)
     out = tmp_path / 'csv_scores.csv'
     main(['score', 'ipce', '--csv', str(listing), '-o', str(out)] + TINY_SET)
     table = pd.read_csv(out)

@@ -153,7 +153,8 @@ def test_aux_prompts_option():
     assert [n for n, p in net.named_parameters() if p.requires_grad] == [
         'prompt_learner.ctx', 'prompt_learner.aux_ctx'] + PUBLISHED_TRAINABLE[1:]
     plain = CLIPAGIQA(**TINY).eval()
-    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(('head', 'prompt_learner.aux'))},
+    plain.load_state_dict({k: v for k, v in net.state_dict().items()
+                           if not k.startswith(('head', 'prompt_learner.aux'))},
                           strict=False)
     with torch.no_grad():  # the quality set is the published one, the aux sets follow it
         assert torch.allclose(net.text_features()[:6], plain.text_features(), atol=1e-6)
@@ -230,7 +231,8 @@ def test_recipe_groups_and_schedule_match_the_reference(tiny, monkeypatch):
     opt = load_options('clip_agiqa_agiqa3k.yml')
     other = load_options('clip_agiqa_aigciqa2023.yml')
     assert opt['train'] == other['train'] and opt['network'] == other['network']
-    assert opt['train']['total_epoch'] == 100 and opt['train']['losses'] == {'quality': {'type': 'MSELoss', 'loss_weight': 1.0}}
+    assert opt['train']['total_epoch'] == 100
+    assert opt['train']['losses'] == {'quality': {'type': 'MSELoss', 'loss_weight': 1.0}}
     assert opt['datasets']['train']['batch_size_per_gpu'] == 32 and opt['datasets']['val']['batch_size_per_gpu'] == 100
     assert opt['targets'] == other['targets'] == {'quality': 'mos_quality'}
     assert other['datasets']['train']['meta_info_file'] == './datasets/meta_info/aigciqa2023.csv'
@@ -265,7 +267,8 @@ def test_training_lowers_the_loss_on_one_batch(demo_data):
     optim = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
     losses = []
     for _ in range(12):
-        loss = (net(batch['img'], prompt=list(batch['prompt']))['quality'] - batch['labels']['mos_quality']).pow(2).mean()
+        predicted = net(batch['img'], prompt=list(batch['prompt']))['quality']
+        loss = (predicted - batch['labels']['mos_quality']).pow(2).mean()
         optim.zero_grad()
         loss.backward()
         optim.step()

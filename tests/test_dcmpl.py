@@ -49,7 +49,8 @@ def check_layout(net):
     assert all((c.in_features, c.out_features) == (2 * vw, vw) for c in coupling)
     assert len(net.mpa) == min(tl, vl) and all(m.text_attn.num_heads == 8 for m in net.mpa)
     d = net.backbone.embed_dim
-    assert [tuple(l.weight.shape) for l in net.image_adapter.fc if hasattr(l, 'weight')] == [(d // 4, d), (d, d // 4)]
+    shapes = [tuple(layer.weight.shape) for layer in net.image_adapter.fc if hasattr(layer, 'weight')]
+    assert shapes == [(d // 4, d), (d, d // 4)]
     return tw, tl, vw, vl
 
 
@@ -170,7 +171,7 @@ def hand_scores(net, x):
         xn = imagenet_normalise(x)
         img_q = bb.encode_image_prompted(xn, [v.float() for v in vis], normalize_input=False).double()
         if net.image_adapter is not None:
-            w1, w2 = (l.weight.double() for l in net.image_adapter.fc if hasattr(l, 'weight'))
+            w1, w2 = (layer.weight.double() for layer in net.image_adapter.fc if hasattr(layer, 'weight'))
             img_q = 0.2 * torch.relu(torch.relu(img_q @ w1.T) @ w2.T) + 0.8 * img_q
         tokens_q = bb.tokenize([' '.join(['X'] * 8 + [t]) for t in QUALITY_TEXTS])
         txt_q = bb.encode_text_prompted(tokens_q, [t.float() for t in text])

@@ -230,7 +230,8 @@ def test_agiqa1k_rejects_bad_split_files(tmp_path):
     bad = table.copy()
     bad.loc[0, 'ipce_split_04'] = 'CONFLICT'
     bad.to_csv(tmp_path / 'conflict.csv', index=False)
-    with pytest.raises(MetadataError, match=r"conflict.csv: CONFLICT for names that are not duplicated: 'deepai_0_0_0_0.jpg'"):
+    with pytest.raises(MetadataError,
+                       match=r"conflict.csv: CONFLICT for names that are not duplicated: 'deepai_0_0_0_0.jpg'"):
         build_agiqa1k_meta_info(xlsx, tmp_path / 'conflict.csv')
     table.iloc[1:].to_csv(tmp_path / 'short.csv', index=False)  # an image the manifest does not list
     df, warnings = build_agiqa1k_meta_info(xlsx, tmp_path / 'short.csv')
@@ -288,8 +289,8 @@ def test_real_agiqa1k_kept_duplicate_and_corroboration(real_1k):
     assert len(df) == 1079
     row = df.set_index('name').loc[DUP]
     assert row['mos_quality'] == pytest.approx(2.084116, abs=1e-6)
-    assert [c for c in IPCE_1K if row[c] == 'excluded'] == ['ipce_split_02', 'ipce_split_03', 'ipce_split_05',
-                                                             'ipce_split_10']
+    excluded = ['ipce_split_02', 'ipce_split_03', 'ipce_split_05', 'ipce_split_10']
+    assert [c for c in IPCE_1K if row[c] == 'excluded'] == excluded
     assert 'residual SD 0.380' in '\n'.join(warnings)
 
 

@@ -143,8 +143,8 @@ def test_aig_build(aig_built, aig_source):
                                      'mos_correspondence', 'std_quality', 'std_authenticity',
                                      'std_correspondence', 'generator', 'group', 'category',
                                      'class', 'pic_index_file']
-    assert list(df.columns[13:]) == [f'{s}_split_{i:02d}' for s in ('default', 'ipce', 'cianet',
-                                                                     'cianetv') for i in range(1, 11)]
+    schemes = ('default', 'ipce', 'cianet', 'cianetv')
+    assert list(df.columns[13:]) == [f'{s}_split_{i:02d}' for s in schemes for i in range(1, 11)]
     assert df['name'].tolist() == [f'Image/allimg/{i}.png' for i in range(2400)]
     for column, values in labels.items():
         np.testing.assert_array_equal(df[column].to_numpy(), values)
@@ -533,8 +533,9 @@ def test_pku_bad_files(tmp_path, pku_release, pku_splits_csv):
     first = table['name'].isin(['MJ_000_00.jpg', 'MJ_000_01.jpg', 'MJ_000_10.jpg', 'MJ_000_11.jpg'])
     table.loc[first, 'cianet_split_07'] = 'train'
     table.to_csv(tmp_path / 'no_test.csv', index=False)
-    with pytest.raises(MetadataError, match=r"no_test.csv: cianet_split_07 is not the CIANet protocol "
-                                            r"\(one test image per \(generator, source image\) group\).*MJ:0 \(0 test\)"):
+    message = (r"no_test.csv: cianet_split_07 is not the CIANet protocol "
+               r"\(one test image per \(generator, source image\) group\).*MJ:0 \(0 test\)")
+    with pytest.raises(MetadataError, match=message):
         build_pku_i2iqa_meta_info(pku_release, tmp_path / 'no_test.csv')
 
 

@@ -82,8 +82,7 @@ def test_carve_validation_errors():
 
 def test_add_split_columns_and_check_disjoint():
     df = add_split_columns(pd.DataFrame({'g': GROUPS}), 'g', 'demo', n_splits=3, base_seed=123)
-    assert [c for c in df.columns if 'split' in c] == ['demo_split_01', 'demo_split_02',
-                                                        'demo_split_03']
+    assert [c for c in df.columns if 'split' in c] == ['demo_split_01', 'demo_split_02', 'demo_split_03']
     np.testing.assert_array_equal(df['demo_split_02'], grouped_split(GROUPS, seed=125))
     for column in ('demo_split_01', 'demo_split_02', 'demo_split_03'):
         check_split_disjoint(df, 'g', column)
