@@ -161,12 +161,12 @@ def _logging_disabled(level: int):
 
 class TokenCache:
     """Token ids of the most recently tokenised texts (text -> (context_length,) row), at most
-    ``size`` of them, least recently used dropped first. open_clip's tokenizer takes about
-    80 us a text on a CPU core (ftfy, regex, BPE), as long as a GPU's whole text-tower pass
-    for it, so a prompt that comes back (the same prompt for many images, IPCE's level texts
-    of a repeated prompt) is not tokenised again. Thread-safe: the scorer fills it from a
-    thread while the model computes (:meth:`CLIPBackbone.tokenize`). Not copied with the
-    network (a copy starts empty)."""
+    ``size`` of them, least recently used dropped first. open_clip's tokenizer takes 66 to 90
+    us a text on a CPU core (ftfy, regex, BPE; ``scripts/benchmark.py``), more than the text
+    tower's time per text reported for an H100 (42 us), so a prompt that comes back (the same
+    prompt for many images, IPCE's level texts of a repeated prompt) is not tokenised again.
+    Thread-safe: the scorer fills it from a thread while the model computes
+    (:meth:`CLIPBackbone.tokenize`). Not copied with the network (a copy starts empty)."""
 
     def __init__(self, tokenizer, size: int = 32768):
         self.tokenizer, self.size = tokenizer, size
@@ -185,7 +185,9 @@ class TokenCache:
                     self._rows.move_to_end(t)
         missing = list(dict.fromkeys(t for t, row in zip(texts, rows) if row is None))
         if missing:
-            new = dict(zip(missing, self.tokenizer(missing).to(torch.int32).unbind()))
+            # each row its own small tensor: a kept row must not keep its whole batch alive
+            ids = self.tokenizer(missing).to(torch.int32)
+            new = {t: row.clone() for t, row in zip(missing, ids.unbind())}
             rows = [new[t] if row is None else row for t, row in zip(texts, rows)]
             with self._lock:
                 self._rows.update(new)
