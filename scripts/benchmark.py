@@ -84,33 +84,31 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def rounds(fns, device, repeats: int) -> list:
+    """Seconds of each of ``fns`` ([[s, ...] per function]): one warm-up call each, then
+    ``repeats`` rounds calling each once in turn, so that a machine whose speed drifts (a
+    shared CPU) slows every function of a round alike."""
+    for fn in fns:
+        fn()
+    sync(device)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            out.append(time.perf_counter() - start)
+    return times
+
+
 def timed(fn, device, repeats: int) -> float:
     """Median seconds of ``fn()`` over ``repeats`` calls, after one warm-up call."""
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(rounds([fn], device, repeats)[0])
 
 
 def timed_pair(fn, bound, device, repeats: int):
-    """(median seconds of ``fn``, of ``bound``, median of the per-round ratios fn / bound):
-    one warm-up each, then ``repeats`` rounds of one call of each, so that a machine whose
-    speed drifts (a shared CPU) slows both sides of a ratio alike."""
-    fn()
-    bound()
-    sync(device)
-    times, bounds = [], []
-    for _ in range(repeats):
-        for f, out in ((fn, times), (bound, bounds)):
-            start = time.perf_counter()
-            f()
-            sync(device)
-            out.append(time.perf_counter() - start)
+    """(median seconds of ``fn``, of ``bound``, median of the per-round ratios fn / bound)."""
+    times, bounds = rounds([fn, bound], device, repeats)
     return (statistics.median(times), statistics.median(bounds),
             statistics.median(t / b for t, b in zip(times, bounds)))
 
@@ -371,8 +369,9 @@ def main(argv=None) -> int:
                                  autocast)
                 label = precision + ('+compile' if compiled else '') + (' autocast' if autocast else '')
                 versus = ''
-                if autocast:  # against the cast weights' row of the same precision, printed just above
-                    cast = next(c for c in results[::-1] if c['metric'] == name and c['precision'] == precision)
+                if autocast:  # against the eager cast row of the same precision, printed above
+                    cast = next(c for c in results if c.get('metric') == name and c['precision'] == precision
+                                and not c['compiled'] and not c['autocast'])
                     r['speed_vs_cast'] = r['images_per_s'] / cast['images_per_s']
                     versus = f"   {r['speed_vs_cast']:.2f} x the cast's images/s"
                 results.append(r)
