@@ -24,10 +24,10 @@ from typing import List, Optional
 
 import yaml
 
+from pyiqa_agiqa.errors import OptionError
+
 
 def _parse_set(pairs: List[str]) -> dict:
-    from pyiqa_agiqa.errors import OptionError
-
     out = {}
     for pair in pairs or []:
         if '=' not in pair:
@@ -54,13 +54,14 @@ def cmd_score_ray(args, options: dict) -> int:
 
     sources = [s for s in (args.input, args.target, args.csv) if s]
     if len(sources) != 1 or not args.output:
-        raise SystemExit('error: --engine ray needs one source (--input FOLDER|TABLE|SHARDS, or -t / --csv) and '
-                         '--output DST (a folder of part files)')
+        raise OptionError('--engine ray needs one source (--input FOLDER|TABLE|SHARDS, or -t / --csv) and '
+                          '--output DST (a folder of part files)')
     summary = score_with_ray(args.metric, sources[0], args.output, prompt=args.prompt, options=options,
                              weights=_parse_weights(args.weights, args.metric), seed=args.seed,
                              batch_size=args.batch_size, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
                              threads_per_actor=args.threads_per_actor, compile_mode=args.compile, fmt=args.format,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, allow_untrained=args.allow_untrained,
+                             max_pixels=args.max_pixels)
     print(f'{summary.read} rows read, {summary.skipped} already in {args.output}, {summary.scored} scored, '
           f'{summary.failed} failed; {summary.images_per_s:.2f} images/s over {summary.seconds:.1f} s', file=sys.stderr)
     for image, error in summary.failures:
@@ -69,6 +70,7 @@ def cmd_score_ray(args, options: dict) -> int:
 
 
 def cmd_score(args) -> int:
+    from pyiqa_agiqa.data.image_io import set_max_pixels
     from pyiqa_agiqa.scoring import ResultWriter, create_metrics, rows_from_csv, rows_from_target, score_rows
 
     if args.precision:
@@ -76,17 +78,19 @@ def cmd_score(args) -> int:
     options = _parse_set(args.set)
     if args.random_weights:
         options['pretrained'] = False
+    if args.max_pixels is not None:
+        set_max_pixels(args.max_pixels)
     if args.engine == 'ray':
         return cmd_score_ray(args, options)
     if args.input:
-        raise SystemExit('error: --input is the source of --engine ray; use -t (image or folder) or --csv here')
+        raise OptionError('--input is the source of --engine ray; use -t (image or folder) or --csv here')
     if (args.target is None) == (args.csv is None):
-        raise SystemExit('error: give exactly one of -t/--target (an image or a folder) or --csv (image,prompt)')
+        raise OptionError('give exactly one of -t/--target (an image or a folder) or --csv (image,prompt)')
     if args.overwrite and args.resume:
-        raise SystemExit('error: --overwrite replaces the output, --resume continues it: give one')
+        raise OptionError('--overwrite replaces the output, --resume continues it: give one')
     rows = rows_from_csv(args.csv) if args.csv else rows_from_target(args.target, args.prompt)
     metrics = create_metrics(args.metric, args.device, options, _parse_weights(args.weights, args.metric), args.seed,
-                             args.compile)
+                             args.compile, args.allow_untrained)
     writer = None
     if args.output:
         columns = ['image', 'prompt', 'prompt_source'] + list(metrics) + ['error']
@@ -130,10 +134,10 @@ def cmd_convert_weights(args) -> int:
     from pyiqa_agiqa.weights import convert_trusted_checkpoint
 
     if not args.trust_pickle:
-        raise SystemExit('error: convert-weights runs code from the input file; pass --trust-pickle if (and only if) '
-                         'you trust where it comes from')
+        raise OptionError('convert-weights runs code from the input file; pass --trust-pickle if (and only if) '
+                          'you trust where it comes from')
     if os.path.exists(args.output) and not args.overwrite:
-        raise SystemExit(f'error: {args.output} exists; pass --overwrite to replace it')
+        raise OptionError(f'{args.output} exists; pass --overwrite to replace it')
     print(f'tensors written to {convert_trusted_checkpoint(args.input, args.output, key=args.key)}')
     return 0
 
@@ -151,7 +155,7 @@ def cmd_prepare(args) -> int:
     from pyiqa_agiqa.data.prepare import prepare_meta_info
 
     if os.path.exists(args.output) and not args.overwrite:
-        raise FileExistsError(f'{args.output} exists; pass --overwrite to replace it')
+        raise OptionError(f'{args.output} exists; pass --overwrite to replace it')
     extra = {'duplicate_policy': args.duplicate_policy} if args.duplicate_policy else {}
     warnings = prepare_meta_info(args.dataset, args.output, data=args.data, release=args.release,
                                  splits=args.splits_csv, overwrite=args.overwrite,
@@ -227,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help='fine-tuned weights: an exported folder, a .safetensors / .pth file, hf://org/repo@rev/'
                             'path or a named entry; METRIC=SPEC for one metric of several')
     score.add_argument('--random-weights', action='store_true', help='random initialisation (pretrained=False)')
+    score.add_argument('--allow-untrained', action='store_true',
+                       help='score an output whose head / prompts need fine-tuned weights without them (meaningless '
+                            'scores; refused by default)')
     score.add_argument('--seed', type=int, default=0, help='seed for random weights and random views (default 0)')
     score.add_argument('--set', action='append', metavar='KEY=VALUE',
                        help='network option for every metric whose network takes it, e.g. '
@@ -239,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help='fp32 (default, the reference) or bf16 / fp16 CLIP towers (faster; see the README)')
     score.add_argument('--compile', nargs='?', const='default', choices=['default', 'reduce-overhead', 'max-autotune'],
                        help='torch.compile the CLIP towers (optionally a mode; off by default: see the README)')
+    score.add_argument('--max-pixels', type=int, metavar='N',
+                       help="refuse (as the row's error) images declaring more than N pixels: decompression bombs "
+                            "(default: PIL's limit, 89478485; 0: none)")
     score.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     score.add_argument('--engine', choices=['local', 'ray'], default='local',
                        help='local (this process) or ray (Ray Data: CPU decode tasks, a GPU actor pool)')
@@ -312,17 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_ERROR = 2  # an error of the plugin's kinds (options, prompts, weights, metadata, images, training)
+
+
 def _one_line_errors():
     """Error types printed as one line (their messages name the problem and the fix); set
     PYIQA_AGIQA_TRACEBACK=1 to see the traceback instead."""
-    from pyiqa_agiqa.errors import TrainingError
-    from pyiqa_agiqa.weights import UnsafeWeightsError
+    from pyiqa_agiqa.errors import AGIQAError
 
     if os.environ.get('PYIQA_AGIQA_TRACEBACK'):
         return ()
-    # ValueError covers OptionError, PromptError, WeightsFormatError, CardMismatchError and the
-    # converters' metadata errors; OSError subclasses: missing / unreadable / existing files
-    return (ValueError, TrainingError, UnsafeWeightsError, FileNotFoundError, FileExistsError, PermissionError)
+    # AGIQAError: every error type of the plugin; ValueError: a wrong value met by a library
+    # (yaml, pandas) on the user's input; the OSError subclasses: missing / existing / unreadable files
+    return (AGIQAError, ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
 
 
 def _run(command, *args) -> int:
@@ -332,8 +344,19 @@ def _run(command, *args) -> int:
         from pyiqa_agiqa.training.distributed import rank
 
         prefix = f'[rank {rank()}] ' if rank() else ''
-        print(f'{prefix}error: {" ".join(str(error).split())}', file=sys.stderr, flush=True)
-        return 1
+        print(f'{prefix}error: {one_line(error)}', file=sys.stderr, flush=True)
+        return EXIT_ERROR
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line. An error re-raised by a DataLoader worker carries
+    the worker's traceback after its message: only the message is kept."""
+    text = str(error)
+    marker = text.find('\nOriginal Traceback')
+    if marker >= 0:  # "Caught X in DataLoader worker process N.\nOriginal Traceback ...\nX: message"
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(': ', 1)[1] if ': ' in last else last
+    return ' '.join(text.split())
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -89,6 +89,7 @@ from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import torch
 
+from .errors import AGIQAError
 from .archs.dcmpl_arch import ALIGNMENT_TEXTS, QUALITY_TEXTS
 from .exported import architecture_defaults, new_card, write_exported
 from .weights import UnsafeWeightsError, WeightsFormatError, extract_state_dict, load_file, sha256_file
@@ -128,7 +129,7 @@ EXPECTED = {
 }
 
 
-class ReferenceLayoutError(ValueError):
+class ReferenceLayoutError(AGIQAError, ValueError):
     """A reference checkpoint that does not have the layout its kind expects."""
 
 

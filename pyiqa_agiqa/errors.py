@@ -1,11 +1,24 @@
-"""Error types shared by the plugin's modules. The command line prints an error of these
-types as one line (``error: ...``) instead of a traceback: their messages name the
-problem (file, row, option) and the fix."""
+"""Error types shared by the plugin's modules.
+
+Every error of the plugin's own kinds derives from :class:`AGIQAError` (and from the builtin
+type it refines, so ``except ValueError`` keeps working). Their messages name the problem
+(file, row, option) and the fix; the command line prints one of them as one line
+(``error: ...``, exit status 2) instead of a traceback.
+"""
 
 
-class OptionError(ValueError):
+class AGIQAError(Exception):
+    """Base of the plugin's own errors (options, prompts, weights, metadata, images, training)."""
+
+
+class OptionError(AGIQAError, ValueError):
     """An option (option file, network, dataset, command line) is unknown or has a wrong value."""
 
 
-class TrainingError(RuntimeError):
+class TrainingError(AGIQAError, RuntimeError):
     """A training run cannot go on (non-finite loss, no valid checkpoint, broken state)."""
+
+
+class WeightsRequiredError(AGIQAError, RuntimeError):
+    """A metric whose output comes from trained parts (a head, learned prompts) was asked for
+    without fine-tuned weights: its scores would mean nothing, so it is refused."""

@@ -33,6 +33,7 @@ from typing import Dict, List, Mapping
 
 import torch
 
+from .errors import AGIQAError
 from .weights import load_state_dict, save_weights, sha256_file
 
 CARD_FORMAT = 'pyiqa-agiqa-weights'
@@ -48,7 +49,7 @@ NEUTRAL_OPTIONS = ('pretrained', 'pretrained_model_path', 'weights', 'clip_pretr
                    'precision')
 
 
-class CardMismatchError(ValueError):
+class CardMismatchError(AGIQAError, ValueError):
     """Weights whose card does not fit the metric they are loaded into."""
 
 

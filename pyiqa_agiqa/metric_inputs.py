@@ -11,8 +11,9 @@ metrics only (their names are in ``AGIQA_METRIC_CONFIGS``), :func:`install` make
 - a list / tuple of paths, PIL images or (3, H, W) tensors, with ``prompt`` a list of one
   prompt per image (or one str for all); images of different sizes are scored in groups of
   consecutive equal sizes and the scores come back in input order, (N, 1);
-- tensors of any float dtype (bf16, fp16: pyiqa's range check would reject a bf16 1.0); the
-  network casts them to its own precision.
+- tensors of any float dtype (bf16, fp16: pyiqa's range check would reject a bf16 1.0; they
+  are checked and passed as float32, float64 stays float64); the network casts them to its
+  own precision.
 
 pyiqa's own metrics are left exactly as they are. :func:`install` is idempotent; ``import
 pyiqa_agiqa`` calls it.
@@ -67,7 +68,8 @@ def _forward(original):
             return original(self, target, ref, **kwargs)
         if torch.is_tensor(target):
             # pyiqa's range check compares in the input's dtype: a bf16 1.0 fails "< 1 + 1e-6"
-            return original(self, target.float() if target.is_floating_point() else target, ref, **kwargs)
+            low = target.is_floating_point() and torch.finfo(target.dtype).bits < 32
+            return original(self, target.float() if low else target, ref, **kwargs)
         if not isinstance(target, (list, tuple)):
             return original(self, as_image_tensor(target)[None], ref, **kwargs)
         if not target:

@@ -6,10 +6,11 @@ fp32 is the default and the faithful reference. For bf16 / fp16 the CLIP towers'
 cast ONCE (:func:`set_precision`): measured on the CPU (``scripts/benchmark.py --autocast``),
 the cast ran about twice the fp32 speed, and autocast over fp32 weights was no faster (0.9 to
 1.1x the cast for ViT-B/32) or far slower where attention leaves its fused path (0.14x for
-CLIP-AGIQA's ViT-B/16, 0.53x for DCMPL's prompted tower). What follows the towers stays
-float32; inputs of any float dtype are accepted and outputs are float32, so callers see no
-difference but speed and rounding (the README lists the measured score differences per
-metric).
+CLIP-AGIQA's ViT-B/16, 0.53x for DCMPL's prompted tower). What follows the towers runs in the
+dtype of the network's own parameters (:attr:`CLIPBackbone.compute_dtype`: float32 unless the
+whole network was cast, e.g. float64 after ``net.double()`` for numerical checks); inputs of
+any float dtype are accepted, so callers see no difference but speed and rounding (the README
+lists the measured score differences per metric).
 
 Training keeps fp32 weights and uses autocast instead (``train.precision`` in an option file,
 see AGIQAModel): bf16 autocast, or fp16 autocast with a gradient scaler; checkpoints stay fp32.
@@ -32,9 +33,9 @@ def dtype_of(precision: str) -> torch.dtype:
 def set_precision(net: nn.Module, precision: str = 'fp32') -> nn.Module:
     """Run the plugin network ``net`` in ``precision``: its CLIP towers
     (:class:`CLIPBackbone`, nearly all of the work) in that dtype, everything after them
-    (similarities, softmax, heads, CIA layer, prompt modules) in float32, so scores are not
-    rounded to bf16's 3 significant digits (which would turn close scores into ties).
-    fp32 restores float32 weights."""
+    (similarities, softmax, heads, CIA layer, prompt modules) in the dtype of the network's own
+    parameters (float32 by default), so scores are not rounded to bf16's 3 significant digits
+    (which would turn close scores into ties). fp32 restores float32 tower weights."""
     from .archs.clip_backbone import CLIPBackbone
 
     dtype = dtype_of(precision)

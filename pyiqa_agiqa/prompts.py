@@ -9,10 +9,12 @@ from __future__ import annotations
 import warnings
 from typing import List, Optional, Sequence, Union
 
+from .errors import AGIQAError
+
 PromptArg = Union[str, Sequence[str], None]
 
 
-class PromptError(ValueError):
+class PromptError(AGIQAError, ValueError):
     """A prompt is missing, empty, of the wrong type or does not match the batch."""
 
 

@@ -122,12 +122,16 @@ def _table_rows(batch: pd.DataFrame, base: Optional[str]) -> pd.DataFrame:
 
 
 # ----- 2. decoding (CPU tasks) -----
-def decode_batch(batch: pd.DataFrame) -> pd.DataFrame:
+def decode_batch(batch: pd.DataFrame, max_pixels: Optional[int] = None) -> pd.DataFrame:
     """Rows -> rows with ``pixels`` (H, W, 3) uint8 (or None) and ``error``, each file read once
     as the local scorer reads it (:func:`pyiqa_agiqa.scoring.read_row`: embedded prompt for a
-    row without one, EXIF orientation, 16-bit, alpha)."""
+    row without one, EXIF orientation, 16-bit, alpha; an image of more than ``max_pixels``
+    pixels, default PIL's limit, or one that fails to decode in any way is its row's error)."""
+    from .data.image_io import set_max_pixels
     from .scoring import read_row
 
+    if max_pixels is not None:
+        set_max_pixels(max_pixels)
     out = []
     for record in batch.to_dict('records'):
         prompt, source, picture, error = read_row(record['image'], record.get('prompt') or None,
@@ -142,7 +146,7 @@ class MetricActor:
     """Holds one copy of every metric; scores a batch of decoded rows."""
 
     def __init__(self, metrics: Sequence[str], options: dict, weights: dict, seed: Optional[int], device=None,
-                 threads: Optional[int] = None, compile_mode: Optional[str] = None):
+                 threads: Optional[int] = None, compile_mode: Optional[str] = None, allow_untrained: bool = False):
         import torch
 
         from .scoring import create_metrics
@@ -152,7 +156,7 @@ class MetricActor:
         if device is None:
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
         self.names = list(dict.fromkeys(metrics))
-        self.metrics = create_metrics(self.names, device, options, weights, seed, compile_mode)
+        self.metrics = create_metrics(self.names, device, options, weights, seed, compile_mode, allow_untrained)
         self.device = torch.device(device)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -194,10 +198,19 @@ def _datasink_class():
                     continue
                 name = os.path.join(self.folder, f'part-{uuid.uuid4().hex}.{self.fmt}')
                 tmp = name + '.tmp'
-                table.to_parquet(tmp, index=False) if self.fmt == 'parquet' else table.to_csv(tmp, index=False)
+                if self.fmt == 'parquet':  # Parquet keeps the raw text; CSV cells are made spreadsheet-safe
+                    table.to_parquet(tmp, index=False)
+                else:
+                    _spreadsheet_safe_table(table).to_csv(tmp, index=False)
                 os.replace(tmp, name)
 
     return AtomicPartsDatasink
+
+
+def _spreadsheet_safe_table(table: pd.DataFrame) -> pd.DataFrame:
+    from .scoring import TEXT_COLUMNS, spreadsheet_safe
+
+    return table.assign(**{c: table[c].map(spreadsheet_safe) for c in TEXT_COLUMNS if c in table})
 
 
 def part_files(folder: str) -> List[str]:
@@ -206,7 +219,10 @@ def part_files(folder: str) -> List[str]:
 
 
 def read_parts(parts: Sequence[str]) -> pd.DataFrame:
-    tables = [pd.read_parquet(p) if p.endswith('.parquet') else pd.read_csv(p, keep_default_na=False) for p in parts]
+    """The rows of the part files, with the original text of CSV cells (see ``scoring.read_scores``)."""
+    from .scoring import read_scores
+
+    tables = [pd.read_parquet(p) if p.endswith('.parquet') else read_scores(p) for p in parts]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=['image', 'error'])
     table['error'] = table['error'].fillna('').astype(str)
     return table
@@ -234,13 +250,13 @@ class RaySummary:
         return (self.scored + self.failed) / self.seconds if self.seconds else 0.0
 
 
-def _check_request(metrics: Sequence[str], options: dict, weights: dict) -> None:
-    """Metric names, network options and local weights are checked on the driver, before any
-    worker starts (no model is built here)."""
-    from .scoring import options_per_metric
+def _check_request(metrics: Sequence[str], options: dict, weights: dict, allow_untrained: bool) -> None:
+    """Metric names, network options, the weights each output needs and local weights are
+    checked on the driver, before any worker starts (no model is built here)."""
+    from .scoring import metric_requests
     from .weight_specs import resolve
 
-    options_per_metric(list(metrics), options)
+    metric_requests(list(metrics), options, weights, allow_untrained)
     for spec in weights.values():
         if not str(spec).startswith(('hf://', 'http://', 'https://')):
             resolve(spec)
@@ -259,10 +275,12 @@ def score_with_ray(metrics: Sequence[str], src: str, dst: str, prompt: Optional[
                    batch_size: int = 32, actors: int = 1, gpus_per_actor: float = 0.0,
                    cpus_per_actor: Optional[float] = None, threads_per_actor: Optional[int] = None,
                    compile_mode: Optional[str] = None, decode_batch_size: int = 16, fmt: str = 'parquet',
-                   overwrite: bool = False) -> RaySummary:
+                   overwrite: bool = False, allow_untrained: bool = False, max_pixels: Optional[int] = None
+                   ) -> RaySummary:
     """Score SRC with ``metrics`` into the DST folder on Ray Data (see the module doc), with the
     single-process scorer's options (``options``: network options; ``weights``: {metric or None:
-    SPEC}; ``seed``; ``compile_mode``). A DST that holds part files is resumed unless ``overwrite``.
+    SPEC}; ``seed``; ``compile_mode``; ``allow_untrained``; ``max_pixels``: the pixel limit of the
+    decoding tasks, default PIL's). A DST that holds part files is resumed unless ``overwrite``.
 
     ``cpus_per_actor`` (Ray's logical CPUs) defaults to 1 with GPUs and 0.5 without, so that on
     a CPU-only machine the actors never hold every CPU and decoding tasks can always run.
@@ -275,7 +293,7 @@ def score_with_ray(metrics: Sequence[str], src: str, dst: str, prompt: Optional[
         raise OptionError(f"--format must be parquet or csv, got '{fmt}'")
     if batch_size < 1 or actors < 1 or (threads_per_actor is not None and threads_per_actor < 1):
         raise OptionError('the batch size, the number of actors and the threads per actor must be >= 1')
-    _check_request(metrics, options, weights)
+    _check_request(metrics, options, weights, allow_untrained)
     if overwrite:
         for part in part_files(dst):
             os.remove(part)
@@ -292,13 +310,14 @@ def score_with_ray(metrics: Sequence[str], src: str, dst: str, prompt: Optional[
     if scored_before:
         ds = ds.filter(lambda row: row['image'] not in scored_before)
         summary.skipped = summary.read - ds.count()
-    scored = (ds.map_batches(decode_batch, batch_size=decode_batch_size, batch_format='pandas', num_cpus=1)
+    scored = (ds.map_batches(decode_batch, batch_size=decode_batch_size, batch_format='pandas', num_cpus=1,
+                             fn_kwargs=dict(max_pixels=max_pixels))
               .map_batches(MetricActor, batch_size=batch_size, batch_format='pandas', **_actor_pool(ray, actors),
                            num_gpus=gpus_per_actor or None,
                            num_cpus=cpus_per_actor if cpus_per_actor is not None else (1 if gpus_per_actor else 0.5),
                            fn_constructor_kwargs=dict(metrics=list(metrics), options=options, weights=weights,
                                                       seed=seed, threads=threads_per_actor,
-                                                      compile_mode=compile_mode)))
+                                                      compile_mode=compile_mode, allow_untrained=allow_untrained)))
     scored.write_datasink(_datasink_class()(dst, fmt))
     summary.seconds = time.perf_counter() - start
     new = read_parts([p for p in part_files(dst) if p not in before])

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from pyiqa.utils.img_util import scandir_images
 
-from .data.image_io import ImageReadError, load_rgb
+from .data.image_io import ImageReadError, load_rgb, set_max_pixels
 from .errors import OptionError
 from .prompts import PromptError
 
@@ -127,7 +127,11 @@ def read_row(image: str, prompt: Optional[str], prompt_source: str, data: Option
         return prompt, prompt_source, None, ('missing file' if isinstance(error, FileNotFoundError)
                                              else f'unreadable file: {error}')
     if not prompt:
-        found = read_embedded_prompt(stream)
+        try:
+            found = read_embedded_prompt(stream)
+        except Exception as error:  # noqa: BLE001 - the reader names what it can; never abort the run
+            reason = f'{type(error).__name__}: {error}'
+            return None, '', None, f'no prompt: the metadata of {image} cannot be read ({reason})'
         if found.prompt is None:
             return None, '', None, (f'no prompt: {found.detail}; give --prompt or a prompt column'
                                     if found.source == 'none'
@@ -138,11 +142,49 @@ def read_row(image: str, prompt: Optional[str], prompt_source: str, data: Option
         return prompt, prompt_source, load_rgb(stream, name=image), ''
     except ImageReadError as error:
         return prompt, prompt_source, None, str(error)
+    except Exception as error:  # noqa: BLE001 - one hostile file must not end the run: it is its row's error
+        return prompt, prompt_source, None, f'Cannot read image {image}: {type(error).__name__}: {error}'
 
 
 # ----- output -----
+TEXT_COLUMNS = ('image', 'prompt', 'prompt_source', 'error')  # text from files: untrusted
+FORMULA_STARTS = ('=', '+', '-', '@', '\t', '\r')
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell that no spreadsheet program runs as a formula (OWASP's CSV injection advice):
+    text beginning with ``= + - @``, a tab or a carriage return gets a leading ``'``, which
+    spreadsheets show as text and hide. Text already beginning with ``'`` gets one more, so that
+    :func:`from_spreadsheet_safe` always gives the original back."""
+    return "'" + text if isinstance(text, str) and text[:1] in FORMULA_STARTS + ("'",) else text
+
+
+def from_spreadsheet_safe(text: str) -> str:
+    """The original text of a cell written by :func:`spreadsheet_safe`."""
+    return text[1:] if isinstance(text, str) and text[:1] == "'" else text
+
+
+def safe_csv_record(record: dict) -> dict:
+    """``record`` with its text columns made :func:`spreadsheet_safe` (numbers are left alone)."""
+    return {k: spreadsheet_safe(v) if k in TEXT_COLUMNS else v for k, v in record.items()}
+
+
+def read_scores(path: str) -> pd.DataFrame:
+    """A CSV or JSONL output of the scorer as a table, with the original text of every cell
+    (``pd.read_csv`` would show the ``'`` of :func:`spreadsheet_safe`)."""
+    if path.endswith(('.jsonl', '.json')):
+        return pd.read_json(path, lines=True, dtype={c: str for c in TEXT_COLUMNS})
+    table = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False)
+    for column in TEXT_COLUMNS:
+        if column in table:
+            table[column] = table[column].map(from_spreadsheet_safe)
+    return table
+
+
 class ResultWriter:
-    """Appends result rows to a CSV or JSONL file (by suffix), flushed after every write."""
+    """Appends result rows to a CSV or JSONL file (by suffix), flushed after every write. In CSV
+    the text columns are written :func:`spreadsheet_safe` (JSONL keeps the raw text); a resumed
+    file is read back with the original text."""
 
     def __init__(self, path: str, columns: List[str], overwrite: bool = False, resume: bool = False):
         self.path, self.columns = path, list(columns)
@@ -170,7 +212,8 @@ class ResultWriter:
                 if reader.fieldnames != self.columns:
                     raise ScoringInputError(f'{self.path} has columns {reader.fieldnames}, this run writes '
                                             f'{self.columns}: resume with the same metrics, or write to another file')
-                records = list(reader)
+                records = [{k: from_spreadsheet_safe(v) if k in TEXT_COLUMNS else v for k, v in r.items()}
+                           for r in reader]
         if records and list(records[0]) != self.columns:
             raise ScoringInputError(f'{self.path} has columns {list(records[0])}, this run writes {self.columns}: '
                                     'resume with the same metrics, or write to another file')
@@ -192,7 +235,7 @@ class ResultWriter:
                 else:
                     writer = csv.DictWriter(handle, fieldnames=self.columns)
                     writer.writeheader()
-                    writer.writerows(kept)
+                    writer.writerows(safe_csv_record(r) for r in kept)
         atomic_write(self.path, write)
 
     def write(self, records: List[dict]) -> None:
@@ -200,7 +243,7 @@ class ResultWriter:
             if self.jsonl:
                 self.handle.write(json.dumps(record) + '\n')
             else:
-                self.writer.writerow(record)
+                self.writer.writerow(safe_csv_record(record))
         self.handle.flush()
         os.fsync(self.handle.fileno())
 
@@ -210,7 +253,8 @@ class ResultWriter:
 
 # ----- decoding and batching -----
 class _Decoded(torch.utils.data.Dataset):
-    """Row i -> (i, prompt, prompt_source, (3, H, W) uint8 tensor or None, error) by :func:`read_row`."""
+    """Row i -> (i, prompt, prompt_source, (3, H, W) uint8 tensor or None, error) by :func:`read_row`;
+    whatever goes wrong with one file is that row's error."""
 
     def __init__(self, rows: Sequence[Row]):
         self.rows = rows
@@ -222,15 +266,31 @@ class _Decoded(torch.utils.data.Dataset):
         row = self.rows[i]
         if row.error:
             return i, row.prompt, row.prompt_source, None, row.error
-        prompt, source, picture, error = read_row(row.image, row.prompt, row.prompt_source)
-        return i, prompt, source, (TF.pil_to_tensor(picture) if picture is not None else None), error
+        try:
+            prompt, source, picture, error = read_row(row.image, row.prompt, row.prompt_source)
+            return i, prompt, source, (TF.pil_to_tensor(picture) if picture is not None else None), error
+        except Exception as error:  # noqa: BLE001 - e.g. out of memory making the tensor of a huge image
+            reason = f'Cannot read image {row.image}: {type(error).__name__}: {error}'
+            return i, row.prompt, row.prompt_source, None, reason
+
+
+class _PixelLimit:
+    """A DataLoader ``worker_init_fn`` giving each worker process the pixel limit of this one
+    (a spawned worker would otherwise start with PIL's default)."""
+
+    def __init__(self):
+        self.limit = Image.MAX_IMAGE_PIXELS
+
+    def __call__(self, worker_id: int) -> None:
+        set_max_pixels(self.limit)
 
 
 def decoded(rows: Sequence[Row], workers: int = 2) -> Iterator[Tuple[Row, Optional[torch.Tensor]]]:
     """(row, (3, H, W) uint8 tensor or None) in input order, decoded by a DataLoader with
     ``workers`` processes (0: in this process) ahead of the model; a failed row carries its error."""
     loader = torch.utils.data.DataLoader(_Decoded(rows), batch_size=None, num_workers=workers,
-                                         prefetch_factor=4 if workers else None)
+                                         prefetch_factor=4 if workers else None,
+                                         worker_init_fn=_PixelLimit() if workers else None)
     for i, prompt, source, image, error in loader:
         row = rows[i]
         row.prompt, row.prompt_source, row.error = prompt, source, error
@@ -248,16 +308,21 @@ def batches(stream, batch_size: int, pin_memory: bool = False) -> Iterator[Tuple
         return torch.stack(tensors, out=out)
 
     buckets: Dict[tuple, Tuple[List[Row], List[torch.Tensor]]] = {}
-    for row, image in stream:
-        if image is None:
-            yield [row], None
-            continue
-        group, tensors = buckets.setdefault(tuple(image.shape), ([], []))
-        group.append(row)
-        tensors.append(image)
-        if len(group) == batch_size:
-            del buckets[tuple(image.shape)]
+    try:
+        for row, image in stream:
+            if image is None:
+                yield [row], None
+                continue
+            group, tensors = buckets.setdefault(tuple(image.shape), ([], []))
+            group.append(row)
+            tensors.append(image)
+            if len(group) == batch_size:
+                del buckets[tuple(image.shape)]
+                yield group, stack(tensors)
+    except Exception:  # the decoding itself broke (a crashed worker): what was decoded is still scored
+        for group, tensors in buckets.values():
             yield group, stack(tensors)
+        raise
     for group, tensors in buckets.values():
         yield group, stack(tensors)
 
@@ -378,32 +443,46 @@ def options_per_metric(names: Sequence[str], options: dict) -> Dict[str, dict]:
     return {name: {k: v for k, v in options.items() if keys is None or k in keys} for name, keys in known.items()}
 
 
-def create_metrics(names: Sequence[str], device=None, options: Optional[dict] = None,
-                   weights: Optional[Dict[Optional[str], str]] = None, seed: Optional[int] = 0,
-                   compile_mode: Optional[str] = None) -> Dict[str, object]:
-    """{name: pyiqa metric} for the plugin's metric ``names`` with network ``options`` (each
-    option goes to the metrics whose network takes it);
-    ``weights`` maps a metric name (or None: every metric) to a weights SPEC. ``seed`` seeds
-    torch before each metric is built, so random weights are the same on every run.
-    ``compile_mode`` (e.g. ``'default'``): compile the CLIP towers' blocks
-    (:func:`pyiqa_agiqa.compilation.compile_towers`); None runs them eagerly."""
-    import pyiqa
-
-    import pyiqa_agiqa  # noqa: F401  (metric entries)
+def metric_requests(names: Sequence[str], options: Optional[dict] = None,
+                    weights: Optional[Dict[Optional[str], str]] = None, allow_untrained: bool = False
+                    ) -> Dict[str, dict]:
+    """{name: create_metric keyword arguments} for the plugin's metric ``names``, checked before
+    any model is built: known names, network ``options`` (each goes to the metrics whose network
+    takes it), ``weights`` ({metric name or None: SPEC}) and the weights each output needs
+    (:func:`pyiqa_agiqa.metric_readiness.check_weights`)."""
+    from .metric_readiness import check_weights, metric_options
 
     options, weights = dict(options or {}), dict(weights or {})
     unknown = [k for k in weights if k is not None and k not in names]
     if unknown:
         raise OptionError(f'--weights names metric(s) {unknown} that are not scored here ({list(names)})')
     names = list(dict.fromkeys(names))
-    per_metric = options_per_metric(names, options)
-    metrics = {}
-    for name in names:
+    requests = {}
+    for name, opts in options_per_metric(names, options).items():
         spec = weights.get(name, weights.get(None))
+        requests[name] = dict(opts, **({'weights': spec} if spec else {}))
+        check_weights(name, metric_options(name, requests[name]), allow_untrained)
+    return requests
+
+
+def create_metrics(names: Sequence[str], device=None, options: Optional[dict] = None,
+                   weights: Optional[Dict[Optional[str], str]] = None, seed: Optional[int] = 0,
+                   compile_mode: Optional[str] = None, allow_untrained: bool = False) -> Dict[str, object]:
+    """{name: pyiqa metric} for the plugin's metric ``names`` (checked first, all of them, by
+    :func:`metric_requests`: network ``options``, ``weights`` {metric or None: SPEC}, refusal of
+    untrained outputs unless ``allow_untrained``). ``seed`` seeds torch before each metric is
+    built, so random weights are the same on every run. ``compile_mode`` (e.g. ``'default'``):
+    compile the CLIP towers' blocks (:func:`pyiqa_agiqa.compilation.compile_towers`); None runs
+    them eagerly."""
+    import pyiqa
+
+    import pyiqa_agiqa  # noqa: F401  (metric entries)
+
+    metrics = {}
+    for name, request in metric_requests(names, options, weights, allow_untrained).items():
         if seed is not None:
             torch.manual_seed(seed)
-        metrics[name] = pyiqa.create_metric(name, device=device, **per_metric[name],
-                                            **({'weights': spec} if spec else {}))
+        metrics[name] = pyiqa.create_metric(name, device=device, allow_untrained=allow_untrained, **request)
         if compile_mode:
             from .compilation import compile_towers
 

@@ -30,16 +30,18 @@ from typing import Dict, Mapping, Optional, Union
 
 import torch
 
+from .errors import AGIQAError
+
 PathLike = Union[str, os.PathLike]
 StateDict = Dict[str, torch.Tensor]
 SAFETENSORS_SUFFIX = '.safetensors'
 
 
-class UnsafeWeightsError(RuntimeError):
+class UnsafeWeightsError(AGIQAError, RuntimeError):
     """A weights file would need pickle (code) execution to load; it is refused."""
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(AGIQAError, ValueError):
     """A weights file holds something other than a state dict of tensors."""
 
 

@@ -9,9 +9,33 @@ import pytest
 os.environ.setdefault('HF_HUB_OFFLINE', '1')  # tests never reach a hub, even where one is reachable
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def console_script(name: str = 'pyiqa-agiqa') -> str:
+    """The installed console script of this interpreter's environment (next to sys.executable),
+    so that the suite runs the same whether or not the environment is activated."""
+    import shutil
+    import sys
+
+    folder = Path(sys.executable).parent
+    found = shutil.which(name, path=str(folder))
+    if found is None:
+        raise FileNotFoundError(f'{name} is not installed next to {sys.executable}: pip install -e . first')
+    return found
+
+
 TINY = dict(clip_model='AGIQA-Tiny-ViT', pretrained=False, min_side=64, stride=8, large_side=100000)
 DEMO_VIEWS = dict(type='IPCEViews', patch_size=32, min_side=64, stride=16, large_stride=16,
                   large_side=100000, n_train=8, n_test=15)
+
+
+def rounding(dtype, scale: float = 1.0, ops: int = 1000) -> float:
+    """Tolerance of a computation in ``dtype`` against the exact result: with round-to-nearest,
+    ``ops`` chained operations on values of magnitude ``scale`` are within ``ops * eps * scale``
+    (a CLIP tower, a softmax and a head are under 1000 operations deep)."""
+    import torch
+
+    return ops * torch.finfo(dtype).eps * scale
 
 
 @pytest.fixture(scope='session')
@@ -75,3 +99,18 @@ def pyiqa_log():
     yield handler.messages
     logger.removeHandler(handler)
     logger.setLevel(level)
+
+
+def write_bomb_png(path: Path, width: int = 40000, height: int = 40000) -> Path:
+    """A small PNG whose header declares ``width`` x ``height`` pixels (8-bit grey), with the data
+    of its first rows only: PIL refuses it as a decompression bomb on opening, whatever follows."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+    rows = zlib.compress(b'\x00' * (width + 1) * 16)
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0))
+                     + chunk(b'IDAT', rows) + chunk(b'IEND', b''))
+    return path

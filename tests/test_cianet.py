@@ -2,6 +2,7 @@
 authenticity, the length-one CIA layer), batch independence, the pairwise fidelity loss, metric
 entries, the published architecture, and training with the shipped option files."""
 
+import copy
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ from pyiqa_agiqa.archs.cianet_arch import CIANet, QuickGELU, authenticity_texts
 from pyiqa_agiqa.losses import PairwiseFidelityLoss
 from pyiqa_agiqa.prompts import PromptError
 
-from conftest import REPO, dataset_opt
+from conftest import REPO, dataset_opt, rounding
 
 TINY_CIA = dict(clip_model='AGIQA-Tiny-ViT', pretrained=False)
 PROMPTS = ['a red circle on a blue background', 'a cat', 'two green squares', 'a tree at night']
@@ -110,19 +111,17 @@ def test_preprocessing_resizes_the_shorter_side_then_crops_the_centre(tiny_net):
     assert tiny_net.preprocess(square) is square
 
 
-def test_consistency_and_authenticity_match_hand_computation(tiny_net):
-    torch.manual_seed(1)
-    x = torch.rand(3, 3, 48, 32)
-    prompts = PROMPTS[:3]
+def hand_consistency_authenticity(net, x, prompts):
+    """Consistency and authenticity of 48 x 32 images x, written out with open_clip's encoders
+    and NumPy (float64 after the encoders)."""
     with torch.no_grad():
-        out = tiny_net(x, prompt=prompts)
         crop = F.interpolate(x, size=(48, 32), mode='bilinear')  # already 32 wide: resize is a no-op
         crop = crop[:, :, 8:40, :]
-        img = tiny_net.backbone.model.encode_image((crop - tiny_net.backbone.mean) / tiny_net.backbone.std)
-        txt = tiny_net.backbone.model.encode_text(tiny_net.backbone.tokenize(prompts))
-        auth = tiny_net.backbone.model.encode_text(tiny_net.backbone.tokenize(
+        img = net.backbone.model.encode_image((crop - net.backbone.mean) / net.backbone.std)
+        txt = net.backbone.model.encode_text(net.backbone.tokenize(prompts))
+        auth = net.backbone.model.encode_text(net.backbone.tokenize(
             [f'The authenticity of the image is {d}' for d in ['bad', 'poor', 'fair', 'good', 'excellent']]))
-        scale = float(np.exp(tiny_net.backbone.model.logit_scale.item()))
+        scale = float(np.exp(net.backbone.model.logit_scale.double().item()))
     img, txt, auth = (t.numpy().astype(np.float64) for t in (img, txt, auth))
     img /= np.linalg.norm(img, axis=1, keepdims=True)
     txt /= np.linalg.norm(txt, axis=1, keepdims=True)
@@ -131,10 +130,20 @@ def test_consistency_and_authenticity_match_hand_computation(tiny_net):
     logits = scale * img @ auth.T
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
-    authenticity = probs @ np.arange(1, 6)
+    return consistency, probs @ np.arange(1, 6)
+
+
+def test_consistency_and_authenticity_match_hand_computation(tiny_net):
+    torch.manual_seed(1)
+    x = torch.rand(3, 3, 48, 32)
+    prompts = PROMPTS[:3]
+    with torch.no_grad():
+        out = tiny_net(x, prompt=prompts)
+    consistency, authenticity = hand_consistency_authenticity(tiny_net, x, prompts)
     assert authenticity_texts()[4] == 'The authenticity of the image is excellent'
-    np.testing.assert_allclose(out['consistency'].numpy(), consistency, atol=1e-4)
-    np.testing.assert_allclose(out['authenticity'].numpy(), authenticity, atol=1e-5)
+    scale = float(tiny_net.backbone.logit_scale().detach())
+    np.testing.assert_allclose(out['consistency'].numpy(), consistency, atol=rounding(torch.float32, scale))
+    np.testing.assert_allclose(out['authenticity'].numpy(), authenticity, atol=rounding(torch.float32, 5 * scale))
 
 
 def _ln(x, m):
@@ -186,6 +195,41 @@ def test_cia_layer_with_length_one_sequences_matches_hand_computation(tiny_net):
     assert torch.allclose(t2i_other, t2i, atol=1e-5) and not torch.allclose(i2t_other, i2t)
 
 
+def hand_quality(net, img, txt):
+    """Quality from (B, D) embeddings through the written-out CIA layer and head."""
+    cia, head = net.cia_layer, net.head
+    i1, t1 = _self_block(img, cia.self_attention11), _self_block(txt, cia.self_attention21)
+    t2i = _self_block(_cross_block(i1, cia.cross_attention1), cia.self_attention12)
+    i2t = _self_block(_cross_block(t1, cia.cross_attention2), cia.self_attention22)
+    h = torch.relu(torch.cat([t2i, i2t], dim=1) @ head.fc1[0].weight.T + head.fc1[0].bias)
+    return torch.relu(h @ head.fc2[0].weight.T + head.fc2[0].bias)[:, 0]
+
+
+def test_float64_network_matches_float32_and_the_hand_computation(tiny_net):
+    """``.double()`` computes in float64 end to end (the CIA layer and head included): every output
+    agrees with the float32 network to float32 rounding and with the written-out formulas to
+    float64 rounding."""
+    net64 = copy.deepcopy(tiny_net).double()
+    torch.manual_seed(1)
+    x = torch.rand(3, 3, 48, 32, dtype=torch.float64)
+    prompts = PROMPTS[:3]
+    with torch.no_grad():
+        out64, out32 = net64(x, prompt=prompts), tiny_net(x.float(), prompt=prompts)
+        quality = hand_quality(net64, net64.image_embeddings(x), net64.prompt_embeddings(prompts))
+    consistency, authenticity = hand_consistency_authenticity(net64, x, prompts)
+    scale = float(net64.backbone.logit_scale().detach())
+    ranges = {'quality': float(out64['quality'].abs().max()) + 1, 'authenticity': 5 * scale, 'consistency': scale}
+    for name in CIANet.output_names:
+        assert out64[name].dtype == torch.float64
+        np.testing.assert_allclose(out32[name].double().numpy(), out64[name].numpy(),
+                                   atol=rounding(torch.float32, ranges[name]))
+    assert (out64['quality'] > 0).all()  # the seed's head is alive: the comparison is not of zeros
+    np.testing.assert_allclose(out64['quality'].numpy(), quality.numpy(),
+                               atol=rounding(torch.float64, ranges['quality']))
+    np.testing.assert_allclose(out64['consistency'].numpy(), consistency, atol=rounding(torch.float64, scale))
+    np.testing.assert_allclose(out64['authenticity'].numpy(), authenticity, atol=rounding(torch.float64, 5 * scale))
+
+
 def test_batch_independence(tiny_net):
     torch.manual_seed(4)
     images = torch.rand(4, 3, 32, 40)
@@ -212,13 +256,21 @@ def test_fidelity_loss_matches_hand_computation_on_three_items():
     # pairs i < j: (0, 1) mos 2 > 1 -> g = 1; (0, 2) equal -> 0.5; (1, 2) 1 < 2 -> 0
     hand = (fid(phi(0.5), 1.0) + fid(phi(-0.2), 0.5) + fid(phi(-0.7), 0.0)) / 3
     loss = PairwiseFidelityLoss(loss_weight=2.0)(pred, mos)
-    assert loss.item() == pytest.approx(2 * hand, abs=1e-6)
+    # a handful of float32 operations per pair on values <= 1, then a weight of 2
+    tolerance = rounding(torch.float32, scale=2, ops=16)
+    assert loss.item() == pytest.approx(2 * hand, abs=tolerance)
     loss.backward()
     assert pred.grad.abs().sum() > 0
-    # a perfect, well separated ranking costs about nothing; the reverse ranking costs about 1
-    good = PairwiseFidelityLoss()(torch.tensor([[10.], [0.], [-10.]]), torch.tensor([[3.], [2.], [1.]]))
-    bad = PairwiseFidelityLoss()(torch.tensor([[-10.], [0.], [10.]]), torch.tensor([[3.], [2.], [1.]]))
-    assert good.item() == pytest.approx(-2e-4, abs=1e-4) and bad.item() == pytest.approx(1.0, abs=1e-3)
+    # a perfect, well separated ranking costs about nothing (1 - sqrt(1 + 1e-8) - sqrt(1e-8), about
+    # -1e-4: the 1e-8 keeps the square roots differentiable); the reverse ranking about 1 - 2e-4
+    mos3 = torch.tensor([[3.], [2.], [1.]])
+    good = PairwiseFidelityLoss()(torch.tensor([[10.], [0.], [-10.]]), mos3)
+    bad = PairwiseFidelityLoss()(torch.tensor([[-10.], [0.], [10.]]), mos3)
+    good_hand = (2 * fid(phi(10.0), 1.0) + fid(phi(20.0), 1.0)) / 3
+    bad_hand = (2 * fid(phi(-10.0), 1.0) + fid(phi(-20.0), 1.0)) / 3
+    assert good_hand == pytest.approx(-1e-4, rel=1e-3) and bad_hand == pytest.approx(1 - 2e-4, rel=1e-6)
+    assert good.item() == pytest.approx(good_hand, abs=rounding(torch.float32, ops=16))
+    assert bad.item() == pytest.approx(bad_hand, abs=rounding(torch.float32, ops=16))
 
 
 def test_fidelity_loss_edge_cases_and_registration():

@@ -18,7 +18,7 @@ import pyiqa_agiqa  # noqa: F401
 import pyiqa_agiqa.archs.clip_agiqa_arch  # noqa: F401  (registers CLIPAGIQA)
 from pyiqa_agiqa.archs.clip_agiqa_arch import LEVELS, CLIPAGIQA
 
-from conftest import REPO
+from conftest import REPO, rounding
 
 TINY = dict(clip_model='AGIQA-Tiny-ViT', pretrained=False)
 PUBLISHED_TRAINABLE = ['prompt_learner.ctx', 'head.1.weight', 'head.1.bias', 'head.4.weight', 'head.4.bias']
@@ -70,12 +70,10 @@ def test_trainable_parameters_and_gradients():
             assert p.grad is None, name
 
 
-def test_score_matches_hand_computation(tiny):
-    """Image and text embeddings through open_clip's own encoders, the head in float64."""
-    net = tiny
-    x = torch.rand(2, 3, 32, 32)  # the tiny CLIP's input size: no resize
+def hand_quality(net, x):
+    """The quality of 32 x 32 images x: image and text embeddings through open_clip's own
+    encoders, the head in float64."""
     with torch.no_grad():
-        score = net(x)['quality'].numpy()
         model = copy.deepcopy(net.backbone.model)
         mean = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
@@ -85,16 +83,37 @@ def test_score_matches_hand_computation(tiny):
         tokens = tokenizer([' '.join(['X'] * 16) + f' {c}.' for c in LEVELS])
         ids = torch.arange(1000, 1016)
         tokens[:, 1:17] = ids
-        model.token_embedding.weight[ids] = net.prompt_learner.ctx
+        model.token_embedding.weight[ids] = net.prompt_learner.ctx.to(model.token_embedding.weight.dtype)
         txt = model.encode_text(tokens).double().numpy()
     img /= np.linalg.norm(img, axis=1, keepdims=True)
     txt /= np.linalg.norm(txt, axis=1, keepdims=True)
-    feats = np.concatenate([img, np.tile(txt.reshape(1, -1), (2, 1))], axis=1)
-    assert feats.shape == (2, 7 * 64)
+    feats = np.concatenate([img, np.tile(txt.reshape(1, -1), (len(x), 1))], axis=1)
+    assert feats.shape == (len(x), 7 * 64)
     w1, b1 = net.head[1].weight.double().detach().numpy(), net.head[1].bias.double().detach().numpy()
     w2, b2 = net.head[4].weight.double().detach().numpy(), net.head[4].bias.double().detach().numpy()
-    expected = (np.maximum(feats @ w1.T + b1, 0) @ w2.T + b2)[:, 0]
+    return (np.maximum(feats @ w1.T + b1, 0) @ w2.T + b2)[:, 0]
+
+
+def test_score_matches_hand_computation(tiny):
+    x = torch.rand(2, 3, 32, 32)  # the tiny CLIP's input size: no resize
+    with torch.no_grad():
+        score = tiny(x)['quality'].numpy()
+    expected = hand_quality(tiny, x)
     assert np.allclose(score, expected, atol=1e-5), (score, expected)
+
+
+def test_float64_network_matches_float32_and_the_hand_computation(tiny):
+    """``.double()`` computes in float64 end to end (prompts, text features, head): the score
+    agrees with the float32 network to float32 rounding and with the written-out formula to
+    float64 rounding."""
+    net64 = copy.deepcopy(tiny).double()
+    x = torch.rand(3, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        score64, score32 = net64(x)['quality'], tiny(x.float())['quality']
+    assert score64.dtype == torch.float64
+    scale = float(score64.abs().max()) + 1
+    np.testing.assert_allclose(score32.double().numpy(), score64.numpy(), atol=rounding(torch.float32, scale))
+    np.testing.assert_allclose(score64.numpy(), hand_quality(net64, x), atol=rounding(torch.float64, scale))
 
 
 def test_eval_transform_is_the_published_test_transform():

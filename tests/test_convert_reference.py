@@ -481,4 +481,4 @@ def test_converted_folder_serves_the_metrics_and_the_command_line(tmp_path):
     result = subprocess.run([sys.executable, '-m', 'pyiqa_agiqa.cli', 'convert', '--from', 'cianet-ref', str(path),
                              '-o', str(tmp_path / 'out'), '--set', f'clip_model={TINY}'],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and result.stderr.startswith('error: ') and 'overwrite' in result.stderr
+    assert result.returncode == 2 and result.stderr.startswith('error: ') and 'overwrite' in result.stderr

@@ -1,6 +1,7 @@
 """DCMPL: layout, frozen CLIP, score formula (checked by independent computations), test-time
 patching, batch independence, metrics, reference weights, training and the option files."""
 
+import copy
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ import pyiqa_agiqa.archs.dcmpl_arch  # noqa: F401  (registers DCMPL until the le
 from pyiqa_agiqa.archs.dcmpl_arch import ALIGNMENT_TEXTS, DCMPL, IMAGENET_MEAN, IMAGENET_STD, QUALITY_TEXTS, patch_grid
 from pyiqa_agiqa.prompts import PromptError
 
-from conftest import REPO, dataset_opt
+from conftest import REPO, dataset_opt, rounding
 
 TINY_DCMPL = dict(clip_model='AGIQA-Tiny-ViT', pretrained=False, test_stride=16)  # image 32, widths 64, 2 layers
 TRAINABLE_PREFIXES = ('prompt_learner_tar.', 'prompt_learner_aux.', 'mpa.', 'image_adapter.')
@@ -169,16 +170,16 @@ def hand_scores(net, x):
                 text[i], vis[i] = (text[i] + lin(m.text_out, hand_mha(t_in, v_in, m.text_attn)),
                                    vis[i] + lin(m.vis_out, hand_mha(v_in, t_in, m.vis_attn)))
         xn = imagenet_normalise(x)
-        img_q = bb.encode_image_prompted(xn, [v.float() for v in vis], normalize_input=False).double()
+        img_q = bb.encode_image_prompted(xn, [v.to(bb.dtype) for v in vis], normalize_input=False).double()
         if net.image_adapter is not None:
             w1, w2 = (layer.weight.double() for layer in net.image_adapter.fc if hasattr(layer, 'weight'))
             img_q = 0.2 * torch.relu(torch.relu(img_q @ w1.T) @ w2.T) + 0.8 * img_q
         tokens_q = bb.tokenize([' '.join(['X'] * 8 + [t]) for t in QUALITY_TEXTS])
-        txt_q = bb.encode_text_prompted(tokens_q, [t.float() for t in text])
+        txt_q = bb.encode_text_prompted(tokens_q, [t.to(bb.dtype) for t in text])
         img_a = bb.encode_image_prompted(xn, list(aux.prompts_vis), normalize_input=False)
         tokens_a = bb.tokenize([' '.join(['X'] * 8 + [t]) for t in ALIGNMENT_TEXTS])
         txt_a = bb.encode_text_prompted(tokens_a, [aux.ctx, *aux.prompts_text])
-        scale = float(bb.model.logit_scale.exp())
+        scale = float(bb.model.logit_scale.double().exp())
     return two_way_softmax(img_q, txt_q, scale), two_way_softmax(img_a, txt_a, scale)
 
 
@@ -192,6 +193,22 @@ def test_scores_match_hand_computation(modules):
     np.testing.assert_allclose(out['quality'].numpy(), q, atol=2e-6)
     np.testing.assert_allclose(out['alignment'].numpy(), a, atol=2e-6)
     assert not np.allclose(q, a)
+
+
+def test_float64_network_matches_float32_and_the_hand_computation():
+    """``.double()`` computes in float64 end to end (prompts, coupling, MPA, adapter): both scores
+    agree with the float32 network to float32 rounding and with the written-out formulas to
+    float64 rounding."""
+    net32 = tiny_net().eval()
+    net64 = copy.deepcopy(net32).double()
+    x = torch.rand(3, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        out64, out32 = net64(x), net32(x.float())
+    q, a = hand_scores(net64, x)
+    for name, hand in (('quality', q), ('alignment', a)):
+        assert out64[name].dtype == torch.float64
+        np.testing.assert_allclose(out32[name].double().numpy(), out64[name].numpy(), atol=rounding(torch.float32))
+        np.testing.assert_allclose(out64[name].numpy(), hand, atol=rounding(torch.float64))
 
 
 # ----- outputs, inputs -----

@@ -1,13 +1,16 @@
 """Prompts embedded in image files: every format written with Pillow, read back from disk."""
 
+import gzip
 import json
 import random
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from pyiqa_agiqa.data import embedded_prompts
 from pyiqa_agiqa.data.embedded_prompts import (MAX_PROMPT_CHARS, EmbeddedPrompt, read_embedded_prompt,
                                                read_embedded_prompts)
 
@@ -433,3 +436,140 @@ def test_read_many_with_progress(tmp_path):
     assert [(r.prompt, r.source) for r in results] == [('a red fox sleeping in the snow, golden hour',
                                                         'png:parameters'), (None, 'none')]
     assert read_embedded_prompts([str(p) for p in paths]) == results
+
+
+# ----------------------------------------------------------------------------- stealth PNG info (pixel LSBs)
+
+STEALTH_PROMPT = 'a tin robot watering tulips'
+STEALTH_PARAMETERS = STEALTH_PROMPT + '\nNegative prompt: blurry, lowres\nSteps: 20, Sampler: Euler a, Seed: 7'
+
+
+def write_stealth_png(path, payload='', mode='alpha', compressed=False, image_mode='RGBA', size=(40, 30),
+                      data=None, n_bits=None, text=(), seed=0):
+    """A PNG of random pixels with A1111 stealth PNG info written into the LSBs, as the format says.
+
+    mode 'alpha': one bit per pixel in alpha; 'rgb': R, G, B LSBs of each pixel as one stream. Pixels
+    in column-major order (for x: for y:), bytes MSB first. data: payload bytes as they are (else
+    payload, UTF-8, gzipped when compressed); n_bits: the declared length (else the true one)."""
+    if data is None:
+        data = gzip.compress(payload.encode('utf-8')) if compressed else payload.encode('utf-8')
+    signature = f'stealth_{"png" if mode == "alpha" else "rgb"}{"comp" if compressed else "info"}'.encode()
+    n_bits = 8 * len(data) if n_bits is None else n_bits
+    bits = np.unpackbits(np.frombuffer(signature + n_bits.to_bytes(4, 'big') + data, np.uint8))
+    width, height = size
+    bands = len(image_mode)
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, bands), dtype=np.uint8)
+    channels = [bands - 1] if mode == 'alpha' else [0, 1, 2]
+    slots = [(y, x, c) for x in range(width) for y in range(height) for c in channels]
+    assert len(bits) <= len(slots), 'test payload does not fit the image'
+    for bit, (y, x, c) in zip(bits, slots):
+        pixels[y, x, c] = (pixels[y, x, c] & 0xFE) | bit
+    info = PngInfo()
+    for key, value in text:
+        info.add_text(key, value)
+    Image.fromarray(pixels, image_mode).save(path, 'PNG', pnginfo=info)
+    return path
+
+
+@pytest.fixture
+def stealth_decodes(monkeypatch):
+    """Calls of the function that decodes pixels for stealth PNG info."""
+    calls = []
+    real = embedded_prompts._read_stealth
+
+    def spy(img, meta):
+        calls.append(img.size)
+        return real(img, meta)
+
+    monkeypatch.setattr(embedded_prompts, '_read_stealth', spy)
+    return calls
+
+
+@pytest.mark.parametrize('mode, compressed, image_mode, payload, prompt', [
+    ('alpha', False, 'RGBA', STEALTH_PARAMETERS, STEALTH_PROMPT),
+    ('alpha', True, 'RGBA', STEALTH_PARAMETERS, STEALTH_PROMPT),
+    ('alpha', False, 'LA', STEALTH_PARAMETERS, STEALTH_PROMPT),
+    ('rgb', False, 'RGB', A1111_PARAMETERS, A1111_PROMPT),
+    ('rgb', True, 'RGB', A1111_PARAMETERS, A1111_PROMPT),
+    ('rgb', False, 'RGBA', A1111_NO_NEGATIVE, 'a red fox sleeping in the snow, golden hour'),  # alpha tried first
+])
+def test_stealth_round_trip_strips_negative_and_steps(tmp_path, stealth_decodes, mode, compressed, image_mode,
+                                                      payload, prompt):
+    path = write_stealth_png(tmp_path / 'stealth.png', payload, mode, compressed, image_mode)
+    result = check(path, prompt, 'png:stealth')
+    tag = f'stealth_{"png" if mode == "alpha" else "rgb"}{"comp" if compressed else "info"}'
+    assert tag in result.detail and stealth_decodes == [(40, 30)]
+    assert 'Negative prompt' not in result.prompt and 'Steps:' not in result.prompt
+
+
+def test_text_chunks_win_over_stealth_bits_without_decoding_pixels(tmp_path, stealth_decodes):
+    path = write_stealth_png(tmp_path / 'both.png', STEALTH_PARAMETERS, text=[('parameters', A1111_NO_NEGATIVE)])
+    check(path, 'a red fox sleeping in the snow, golden hour', 'png:parameters')
+    assert stealth_decodes == []
+    data = bytearray(path.read_bytes())  # pixel data wrecked: never looked at while a text chunk has the prompt
+    start = data.index(b'IDAT') + 4
+    data[start + 8:start + 200] = bytes(192)
+    corrupt = tmp_path / 'corrupt.png'
+    corrupt.write_bytes(bytes(data))
+    check(corrupt, 'a red fox sleeping in the snow, golden hour', 'png:parameters')
+    assert stealth_decodes == []
+
+
+def test_undecodable_pixels_are_a_note(tmp_path):
+    data = write_stealth_png(tmp_path / 'ok.png', STEALTH_PARAMETERS).read_bytes()
+    start = data.index(b'IDAT') + 4
+    corrupt = tmp_path / 'corrupt.png'
+    corrupt.write_bytes(data[:start + 2] + b'\xff' * 198 + data[start + 200:])
+    result = check(corrupt, None, 'none')
+    assert 'could not be decoded (OSError' in result.detail
+    cut = tmp_path / 'cut.png'
+    cut.write_bytes(data[:start + 300])
+    result = check(cut, None, 'none')
+    assert 'truncated' in result.detail and 'could not be decoded' in result.detail
+
+
+def test_random_lsbs_are_no_stealth_prompt(tmp_path, stealth_decodes):
+    for image_mode in ('RGBA', 'RGB'):
+        pixels = np.random.default_rng(1).integers(0, 256, (30, 40, len(image_mode)), dtype=np.uint8)
+        path = tmp_path / f'random_{image_mode}.png'
+        Image.fromarray(pixels, image_mode).save(path)
+        result = check(path, None, 'none')
+        assert 'stealth' in result.detail and 'no signature' in result.detail
+    assert len(stealth_decodes) == 2
+    assert 'alpha or RGB' in read_embedded_prompt(tmp_path / 'random_RGBA.png').detail
+
+
+def test_stealth_length_beyond_capacity_and_corrupt_payloads_are_malformed(tmp_path):
+    path = write_stealth_png(tmp_path / 'long.png', 'a cat', n_bits=1_000_000)
+    result = check(path, None, 'png:stealth')
+    assert '1000000 bits is more than the 1048 bits' in result.detail
+    broken = gzip.compress(STEALTH_PARAMETERS.encode())
+    broken = broken[:12] + b'\x00junk not deflate' + broken[30:]
+    result = check(write_stealth_png(tmp_path / 'gzip.png', compressed=True, data=broken), None, 'png:stealth')
+    assert 'gzip payload is corrupt' in result.detail
+    short = gzip.compress(STEALTH_PARAMETERS.encode())[:-20]
+    result = check(write_stealth_png(tmp_path / 'short.png', compressed=True, data=short), None, 'png:stealth')
+    assert 'truncated' in result.detail
+    latin = write_stealth_png(tmp_path / 'latin.png', data=b'caf\xe9 \xff\nSteps: 20', mode='rgb', image_mode='RGB')
+    result = check(latin, None, 'png:stealth')
+    assert 'not valid UTF-8' in result.detail
+
+
+def test_stealth_only_in_png_and_refused_above_max_image_pixels(tmp_path, monkeypatch):
+    path = write_stealth_png(tmp_path / 'big.png', STEALTH_PARAMETERS)
+    webp = tmp_path / 'stealth.webp'
+    Image.open(path).save(webp, 'WEBP', lossless=True, exact=True)
+    assert np.array_equal(np.asarray(Image.open(webp)), np.asarray(Image.open(path)))
+    assert 'stealth' not in check(webp, None, 'none').detail
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)
+    result = check(path, None, 'none')
+    assert '40x30 pixels is above Image.MAX_IMAGE_PIXELS (1000)' in result.detail
+
+
+def test_stealth_prompt_through_read_row(tmp_path):
+    from pyiqa_agiqa.scoring import read_row
+
+    path = write_stealth_png(tmp_path / 'row.png', STEALTH_PARAMETERS, compressed=True)
+    prompt, source, picture, error = read_row(str(path), None, '')
+    assert (prompt, source, error) == (STEALTH_PROMPT, 'png:stealth', '')
+    assert picture is not None and picture.size == (40, 30)

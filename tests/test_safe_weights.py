@@ -58,7 +58,7 @@ def test_score_command_refuses_a_pickle_payload_in_one_line(malicious, tmp_path)
     result = cli(['score', 'ipce', '-t', images(tmp_path), '--prompt', 'a cat', '--weights', path,
                   '--set', 'clip_model=AGIQA-Tiny-ViT', '--set', 'clip_pretrained=null', '--set', 'min_side=64',
                   '--device', 'cpu', '-q'], cwd=tmp_path, check=False)
-    assert result.returncode == 1 and not marker.exists()
+    assert result.returncode == 2 and not marker.exists()
     assert result.stderr.startswith('error: ') and result.stderr.count('\n') == 1, result.stderr
     assert 'Traceback' not in result.stderr and 'evil.pth' in result.stderr
 
@@ -69,7 +69,7 @@ def test_training_refuses_a_payload_as_pretrain_network_or_resume_state(maliciou
         opt = ipce_options(demo_data, f'evil_{key}', epochs=1)
         opt['path'][key] = str(path)
         result = cli(['train', '-opt', write_options(opt, tmp_path / key)], cwd=tmp_path, check=False)
-        assert result.returncode == 1 and 'pickled objects other than tensors' in result.stderr, result.stderr
+        assert result.returncode == 2 and 'pickled objects other than tensors' in result.stderr, result.stderr
         assert not marker.exists()
 
 
@@ -118,7 +118,7 @@ def test_convert_weights_needs_trust_and_makes_a_loadable_file(tmp_path):
         load_state_dict(whole)
     out = tmp_path / 'converted.safetensors'
     refused = cli(['convert-weights', whole, '-o', out], cwd=tmp_path, check=False)
-    assert refused.returncode == 1 and '--trust-pickle' in refused.stderr and not out.exists()
+    assert refused.returncode == 2 and '--trust-pickle' in refused.stderr and not out.exists()
     cli(['convert-weights', '--trust-pickle', whole, '-o', out], cwd=tmp_path)
     x = torch.rand(1, 3, 64, 64)
     metric = pyiqa.create_metric('ipce', device='cpu', clip_pretrained=None, pretrained_model_path=str(out),

@@ -200,12 +200,12 @@ def test_cli_mistakes_are_one_line_errors(folder, tmp_path, capsys):
     argv, message = cases[0]  # and once as a real process: no traceback anywhere
     result = subprocess.run([sys.executable, '-m', 'pyiqa_agiqa.cli'] + argv + ['-q'], capture_output=True,
                             text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE='1'))
-    assert result.returncode == 1 and result.stderr.startswith('error: ') and message in result.stderr
+    assert result.returncode == 2 and result.stderr.startswith('error: ') and message in result.stderr
     assert result.stderr.count('\n') == 1 and result.stdout == ''
     out = tmp_path / 'meta.csv'
     out.write_text('mine')
     capsys.readouterr()
-    assert main(['prepare', 'agiqa3k', '--data', 'x.csv', '-o', str(out)]) == 1
+    assert main(['prepare', 'agiqa3k', '--data', 'x.csv', '-o', str(out)]) == 2
     assert capsys.readouterr().err.strip() == f'error: {out} exists; pass --overwrite to replace it'
     assert out.read_text() == 'mine'
 

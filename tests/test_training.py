@@ -15,7 +15,7 @@ from pyiqa_agiqa.demo.run import demo_options
 from pyiqa_agiqa.errors import OptionError
 from pyiqa_agiqa.train import run_training
 
-from conftest import DEMO_VIEWS, REPO, TINY
+from conftest import DEMO_VIEWS, REPO, TINY, console_script
 
 
 def tiny_options(demo_data, name, epochs=2):
@@ -55,7 +55,7 @@ def test_pyiqa_own_train_script_finds_the_plugin(demo_data, tmp_path):
 
 def test_plugin_command_trains_under_the_working_directory(demo_data, tmp_path):
     opt_file = write(tiny_options(demo_data, 'cli_route'), tmp_path)
-    run(['pyiqa-agiqa', 'train', '-opt', str(opt_file)], tmp_path)
+    run([console_script(), 'train', '-opt', str(opt_file)], tmp_path)
     folder = tmp_path / 'experiments' / 'cli_route'
     assert (folder / 'models' / 'net_best.pth').is_file()
     log = next(folder.glob('train_cli_route_*.log')).read_text()
@@ -66,7 +66,7 @@ def test_nsplits_runner_writes_mean_and_std(demo_data, tmp_path):
     opt = tiny_options(demo_data, 'nsplits', epochs=1)
     opt['split_num'] = 2
     opt['save_final_results_path'] = str(tmp_path / 'results.txt')
-    run(['pyiqa-agiqa', 'train-nsplits', '-opt', str(write(opt, tmp_path))], tmp_path)
+    run([console_script(), 'train-nsplits', '-opt', str(write(opt, tmp_path))], tmp_path)
     table = (tmp_path / 'results.txt').read_text()
     assert 'demo_test\t00' in table and 'demo_test\t01' in table and 'Overall results in demo_test' in table
     assert (tmp_path / 'experiments' / 'nsplits_Split01' / 'models' / 'net_best.pth').is_file()

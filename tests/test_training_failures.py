@@ -92,7 +92,7 @@ def test_exploding_training_exits_non_zero_in_one_line(demo_data, tmp_path):
     opt = ipce_options(demo_data, 'explode', epochs=3)
     opt['train']['optim'] = {'type': 'SGD', 'lr': 1e12}
     result = cli(['train', '-opt', write_options(opt, tmp_path)], cwd=tmp_path, check=False)
-    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('error: non-finite ') and 'Lower the learning rate' in last
     all_saved_tensors_finite(experiment(tmp_path, 'explode'))
@@ -136,7 +136,7 @@ def test_nsplits_names_a_failed_split_and_averages_only_the_others(demo_data, tm
     opt['split_num'] = 2
     opt['save_final_results_path'] = str(tmp_path / 'table.txt')
     result = cli(['train-nsplits', '-opt', write_options(opt, tmp_path)], cwd=tmp_path, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith('error: 1 of 2 splits failed (01)')
     table = (tmp_path / 'table.txt').read_text()
     assert 'demo_test\t00\t' in table and 'demo_test\t01' not in table
@@ -190,7 +190,7 @@ def test_an_option_mistake_is_one_line_before_anything_is_built(demo_data, tmp_p
     opt = cianet_options(demo_data, 'typo')
     opt['val']['key_metric'] = 'mean_srrc'
     result = cli(['train', '-opt', write_options(opt, tmp_path)], cwd=tmp_path, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip() == ("error: val.key_metric 'mean_srrc' is not one of the computed figures "
                                      "['quality_srcc', 'quality_plcc', 'consistency_srcc', 'consistency_plcc', "
                                      "'mean_srcc', 'mean_plcc', 'srcc_plcc'] (did you mean 'mean_srcc'?)")

@@ -207,7 +207,8 @@ class CIANet(nn.Module):
             (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
         precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
-            it (weights cast once), what follows them in float32 (see :mod:`pyiqa_agiqa.precision`).
+            it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
+            float64 after ``.double()``; see :mod:`pyiqa_agiqa.precision`).
         n_head: heads of the CIA layer's attention (8); d_model is the CLIP embed dim.
         head_hidden: width of the quality head's hidden layer (256).
         cache_dir: download / cache folder for CLIP weights.
@@ -228,6 +229,8 @@ class CIANet(nn.Module):
     """
 
     output_names = OUTPUT_NAMES
+    # outputs computed by parts that plain CLIP weights do not provide (the CIA layer and head)
+    requires_fine_tuned = ('quality',)
 
     def __init__(self, clip_model: str = 'ViT-B-32-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,

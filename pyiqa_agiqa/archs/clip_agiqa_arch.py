@@ -152,7 +152,8 @@ class CLIPAGIQA(nn.Module):
             (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
         precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
-            it (weights cast once), what follows them in float32 (see :mod:`pyiqa_agiqa.precision`).
+            it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
+            float64 after ``.double()``; see :mod:`pyiqa_agiqa.precision`).
         cache_dir: download / cache folder for CLIP weights.
         output: None -> forward returns ``{'quality': (B,)}``; ``'quality'`` -> (B, 1).
         n_ctx: learnable context vectors (16).
@@ -174,6 +175,7 @@ class CLIPAGIQA(nn.Module):
     """
 
     output_names = ('quality',)
+    requires_fine_tuned = ('quality',)  # learned context vectors and head
 
     def __init__(self, clip_model: str = 'ViT-B-16-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,

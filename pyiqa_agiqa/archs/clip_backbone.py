@@ -38,6 +38,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.pretrained import get_pretrained_cfg
 from torch import nn
 
+from ..errors import AGIQAError
 from ..prompts import warn_truncated
 from ..weights import UnsafeWeightsError, unsafe_or_unreadable
 
@@ -47,7 +48,7 @@ _configs_registered = False
 WeightsSpec = Union[str, os.PathLike, None, bool]
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(AGIQAError, RuntimeError):
     """Raised when CLIP weights named by a tag are neither cached nor downloadable."""
 
 
@@ -249,17 +250,28 @@ class CLIPBackbone(nn.Module):
         """The dtype the CLIP towers run in (see :meth:`set_dtype`)."""
         return self.model.logit_scale.dtype
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of everything after the towers: every ``encode_*`` method returns its
+        embeddings in it, and the networks' own parameters (heads, CIA layer, prompts) are in it.
+        It is the dtype of the backbone's normalisation buffers, which ``.double()`` / ``.half()``
+        / ``.to(dtype)`` of the network cast and :meth:`set_dtype` leaves alone: float32 by default
+        (bf16 towers included), float64 after ``net.double()``."""
+        return self.mean.dtype
+
     def set_dtype(self, dtype: torch.dtype) -> 'CLIPBackbone':
         """Run the CLIP towers in ``dtype`` (weights cast once). Every ``encode_*`` method still
-        takes float32 inputs and returns float32 embeddings, so whatever a network computes from
-        them (similarities, softmax, heads) stays in float32."""
+        takes inputs of any float dtype and returns embeddings in :attr:`compute_dtype`, so
+        whatever a network computes from them (similarities, softmax, heads) keeps its own dtype
+        (float32 unless the whole network was cast)."""
         self.model.to(dtype)
         return self
 
     def encode_image(self, x: torch.Tensor, normalize_input: bool = True) -> torch.Tensor:
-        """(N, 3, S, S) images in [0, 1] -> (N, embed_dim) unnormalised embeddings."""
+        """(N, 3, S, S) images in [0, 1] -> (N, embed_dim) unnormalised embeddings, in
+        :attr:`compute_dtype`."""
         x = self.normalize(x) if normalize_input else x
-        return self.model.encode_image(x.to(self.dtype)).float()
+        return self.model.encode_image(x.to(self.dtype)).to(self.compute_dtype)
 
     def encode_text(self, texts: Sequence[str], warn_as: Optional[str] = None) -> torch.Tensor:
         """(N,) texts -> (N, embed_dim) unnormalised embeddings. With ``warn_as`` (a metric
@@ -285,7 +297,7 @@ class CLIPBackbone(nn.Module):
         ``max end position + 1`` positions only (see :meth:`encode_text`)."""
         model = self.model
         if getattr(model, 'text_pool_type', 'argmax') != 'argmax' or not hasattr(model, 'token_embedding'):
-            return model.encode_text(tokens).float()
+            return model.encode_text(tokens).to(self.compute_dtype)
         ends = tokens.argmax(dim=-1)
         length = int(ends.max()) + 1
         tokens = tokens[:, :length]
@@ -295,7 +307,7 @@ class CLIPBackbone(nn.Module):
         x = model.ln_final(model.transformer(x, attn_mask=mask))
         x = x[torch.arange(x.shape[0], device=x.device), ends]
         projection = model.text_projection
-        return (projection(x) if isinstance(projection, nn.Linear) else x @ projection).float()
+        return (projection(x) if isinstance(projection, nn.Linear) else x @ projection).to(self.compute_dtype)
 
     def text_parameters(self) -> list:
         """The parameters the text features depend on (text tower, projection), for caches."""
@@ -306,8 +318,9 @@ class CLIPBackbone(nn.Module):
                                      getattr(model, 'text_projection', None)) if isinstance(t, torch.Tensor)]
 
     def logit_scale(self) -> torch.Tensor:
-        """exp(logit_scale): 100 for OpenAI weights, about 14.3 at random initialisation."""
-        return self.model.logit_scale.float().exp()
+        """exp(logit_scale) in :attr:`compute_dtype`: 100 for OpenAI weights, about 14.3 at random
+        initialisation."""
+        return self.model.logit_scale.to(self.compute_dtype).exp()
 
     # ----- learnable prompts (CoOp / deep multimodal prompts), used by CLIP-AGIQA and DCMPL -----
     def placeholder_tokens(self, n_ctx: int, texts: Sequence[str]) -> torch.LongTensor:
@@ -341,7 +354,7 @@ class CLIPBackbone(nn.Module):
             x = block(x, attn_mask=model.attn_mask)
         x = model.ln_final(x)
         pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        return (pooled @ model.text_projection).float()
+        return (pooled @ model.text_projection).to(self.compute_dtype)
 
     def encode_image_prompted(self, images: torch.Tensor, prompts: Sequence[Optional[torch.Tensor]],
                               normalize_input: bool = True) -> torch.Tensor:
@@ -375,7 +388,7 @@ class CLIPBackbone(nn.Module):
                 x = _overwrite_tokens(x, prompts[i], start=x.shape[1] - n_ctx)
             x = block(x)
         pooled, _ = visual._pool(x)
-        return (pooled @ visual.proj).float()
+        return (pooled @ visual.proj).to(self.compute_dtype)
 
 
 def _overwrite_tokens(x: torch.Tensor, ctx: torch.Tensor, start: int) -> torch.Tensor:

@@ -262,7 +262,8 @@ class DCMPL(nn.Module):
             (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
         precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
-            it (weights cast once), what follows them in float32 (see :mod:`pyiqa_agiqa.precision`).
+            it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
+            float64 after ``.double()``; see :mod:`pyiqa_agiqa.precision`).
         n_ctx: prompt tokens per layer, 8 [base].
         prompt_init_std: std of the normal initialisation of the prompts, 0.02 [base].
         use_aux: True [base]: the auxiliary (alignment) prompts and the coupling. False gives
@@ -289,6 +290,7 @@ class DCMPL(nn.Module):
     """
 
     output_names = ('quality', 'alignment')
+    requires_fine_tuned = ('quality', 'alignment')  # learned prompts (and MPA, adapter)
 
     def __init__(self, clip_model: str = 'ViT-B-32-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,

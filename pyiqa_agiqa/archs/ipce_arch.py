@@ -140,7 +140,8 @@ class IPCE(nn.Module):
             (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
         precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
-            it (weights cast once), what follows them in float32 (see :mod:`pyiqa_agiqa.precision`).
+            it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
+            float64 after ``.double()``; see :mod:`pyiqa_agiqa.precision`).
         min_side: 512 (768 for AIGIQA-20K); see :class:`IPCEViews` for the view options.
         patch_size: defaults to the CLIP input size.
         cache_dir: download / cache folder for CLIP weights.
@@ -153,6 +154,7 @@ class IPCE(nn.Module):
     """
 
     output_names = ('score',)
+    requires_fine_tuned = ()  # plain CLIP already scores image-prompt correspondence
 
     def __init__(self, clip_model: str = 'ViT-B-32-quickgelu', clip_pretrained: Optional[str] = 'openai',
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,

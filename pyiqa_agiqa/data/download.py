@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
+from ..errors import AGIQAError
 from ..weights import sha256_file
 
 MIRRORS = {
@@ -31,7 +32,7 @@ OFFICIAL_SOURCES = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(AGIQAError, RuntimeError):
     """The archive cannot be obtained (offline, no mirror, or a checksum mismatch)."""
 
 

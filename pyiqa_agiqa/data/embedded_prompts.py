@@ -32,6 +32,14 @@ raw format with a one-line example):
    the ``workflow:{...}`` ComfyUI writes into WebP files, is rejected, not parsed).
 7. ``xmp:description`` -- ``<dc:description><rdf:Alt><rdf:li xml:lang="x-default">a cat
    </rdf:li></rdf:Alt></dc:description>`` in an XMP packet.
+8. ``png:stealth`` -- AUTOMATIC1111 "stealth PNG info" (sd-webui-stealth-pnginfo, for sites
+   that strip text chunks), PNG only and tried last: the infotext of 1 hidden in the least
+   significant bits of the pixels, read column by column (``for x: for y:``), bytes MSB
+   first. With alpha (RGBA / LA), one bit per pixel from alpha: the 15-byte signature
+   ``stealth_pnginfo`` (UTF-8) or ``stealth_pngcomp`` (gzip), a 32-bit big-endian payload
+   length in bits, then the payload. Otherwise (or when alpha holds no signature) three bits
+   per pixel from R, G, B, as one stream: ``stealth_rgbinfo`` / ``stealth_rgbcomp``, the length,
+   the payload. Parsed like 1.
 
 Nothing found gives ``source='none'`` and a ``detail`` listing what was looked at. A source
 that is present but unusable (broken JSON, invalid UTF-8, a prompt longer than
@@ -39,11 +47,14 @@ that is present but unusable (broken JSON, invalid UTF-8, a prompt longer than
 names the first such source with ``prompt=None`` and the reason in ``detail``. Empty or
 whitespace-only values are skipped too, but count as absent (``none``, noted in ``detail``).
 
-PNG chunks are read by a small chunk walker (pixel data is skipped, never decoded; text
-chunks after the image data and truncated files are handled); other formats are opened lazily
-with Pillow for their EXIF and XMP. Nothing from the file is executed. Only a missing or
-unreadable file raises (``FileNotFoundError`` / ``PermissionError`` / ``OSError`` naming the
-path).
+PNG chunks are read by a small chunk walker (pixel data is skipped; text chunks after the
+image data and truncated files are handled); other formats are opened lazily with Pillow for
+their EXIF and XMP. Pixels are decoded (Pillow, then numpy) only for a PNG in which no other
+source gave a usable prompt, to look for stealth PNG info; an image above Pillow's
+``Image.MAX_IMAGE_PIXELS`` is not decoded, and a decoding error is a note in ``detail``.
+Payloads and decompressed data are capped at 32 MiB. Nothing from the file is executed. Only
+a missing or unreadable file raises (``FileNotFoundError`` / ``PermissionError`` / ``OSError``
+naming the path).
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
 
+import numpy as np
 from PIL import Image
 
 PathLike = Union[str, os.PathLike]
@@ -78,6 +90,11 @@ _ENCODER_TEXT_KEYS = ('text', 'prompt')
 _ENCODER_DUAL_KEYS = ('text_g', 'text_l', 't5xxl', 'clip_g', 'clip_l')
 _SOURCE_TEXT_KEYS = ('text', 'string', 'value')
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+_STEALTH_SIGNATURES = {  # pixel bits read -> {15-byte signature: gzip-compressed payload}
+    'alpha': {b'stealth_pnginfo': False, b'stealth_pngcomp': True},
+    'RGB': {b'stealth_rgbinfo': False, b'stealth_rgbcomp': True},
+}
+_STEALTH_HEADER_BITS = 8 * 15 + 32  # signature, then the payload length in bits
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,7 @@ class EmbeddedPrompt:
         prompt (Optional[str]): the positive prompt, stripped; None when none was usable.
         source (str): where it came from: ``png:parameters``, ``png:comfyui``, ``png:invokeai``,
             ``png:novelai``, ``exif:UserComment``, ``exif:ImageDescription``,
-            ``xmp:description``, or ``none``.
+            ``xmp:description``, ``png:stealth`` (pixel LSBs, tried last), or ``none``.
         detail (str): human-readable notes: which chunk or node, why a source was rejected,
             or what was looked at.
 
@@ -117,6 +134,8 @@ class _Metadata:
     exif_bytes: Optional[bytes] = None
     has_exif: bool = False
     notes: list[str] = field(default_factory=list)
+    png: bool = False  # the file has the PNG signature: stealth PNG info may be looked for
+    stealth: Optional[str] = None  # what looking at the pixel bits found, for detail; None: not looked
 
 
 # ----------------------------------------------------------------------------- public API
@@ -140,11 +159,10 @@ def read_embedded_prompt(path: PathLike) -> EmbeddedPrompt:
         EmbeddedPrompt(prompt='a cat on a mat', source='png:parameters', detail=...)
     """
     if hasattr(path, 'read'):  # an open binary file (e.g. io.BytesIO of an image from a tar shard)
-        return _choose(_gather(path))
+        return _choose(_gather(path), path)
     path = os.fspath(path)
-    with open(path, 'rb') as fp:
-        meta = _gather(fp)
-    return _choose(meta)
+    with open(path, 'rb') as fp:  # kept open: the pixels are decoded if only stealth PNG info is left
+        return _choose(_gather(fp), fp)
 
 
 def read_embedded_prompts(paths: Iterable[PathLike], progress: bool = False) -> list[EmbeddedPrompt]:
@@ -170,9 +188,9 @@ def read_embedded_prompts(paths: Iterable[PathLike], progress: bool = False) -> 
 
 # ----------------------------------------------------------------------------- choosing
 
-def _choose(meta: _Metadata) -> EmbeddedPrompt:
+def _choose(meta: _Metadata, fp: Optional[BinaryIO] = None) -> EmbeddedPrompt:
     failures = []
-    for source, label, raw, parser in _attempts(meta):
+    for source, label, raw, parser in _attempts(meta, fp):  # parsers run lazily, in order
         try:
             found = parser(raw)
             if found is None:
@@ -194,7 +212,8 @@ def _choose(meta: _Metadata) -> EmbeddedPrompt:
     return EmbeddedPrompt(None, 'none', _join_notes([_looked_at(meta)] + reasons + meta.notes))
 
 
-def _attempts(meta: _Metadata) -> list[tuple[str, str, Any, Callable[[Any], Optional[_Found]]]]:
+def _attempts(meta: _Metadata, fp: Optional[BinaryIO] = None
+              ) -> list[tuple[str, str, Any, Callable[[Any], Optional[_Found]]]]:
     attempts = [(source, f"'{key}' PNG text chunk", meta.text[key], parser)
                 for source, key, parser in _PNG_PARSERS if key in meta.text]
     if 'UserComment' in meta.exif:
@@ -204,6 +223,8 @@ def _attempts(meta: _Metadata) -> list[tuple[str, str, Any, Callable[[Any], Opti
                          _parse_image_description))
     if meta.xmp is not None:
         attempts.append(('xmp:description', 'XMP packet', meta.xmp, _parse_xmp))
+    if meta.png and fp is not None:  # last: only this one decodes pixels
+        attempts.append(('png:stealth', 'stealth PNG info in pixel LSBs', (fp, meta), _parse_stealth))
     return attempts
 
 
@@ -222,7 +243,8 @@ def _looked_at(meta: _Metadata) -> str:
     keys = ', '.join(repr(key) for key in meta.text) or 'none'
     exif = 'no UserComment/ImageDescription' if meta.has_exif else 'none'
     xmp = 'no dc:description' if meta.xmp is not None else 'none'
-    return f'no prompt found; looked at PNG text chunks ({keys}), EXIF ({exif}), XMP ({xmp})'
+    stealth = f', stealth PNG info in pixel LSBs ({meta.stealth})' if meta.stealth else ''
+    return f'no prompt found; looked at PNG text chunks ({keys}), EXIF ({exif}), XMP ({xmp}){stealth}'
 
 
 def _join_notes(notes: list[str]) -> str:
@@ -235,6 +257,7 @@ def _gather(fp: BinaryIO) -> _Metadata:
     meta = _Metadata()
     with _warnings_as_notes(meta):  # Pillow warns about corrupt EXIF; keep them with the result
         if fp.read(8) == _PNG_SIGNATURE:
+            meta.png = True
             _scan_png(fp, meta)
             exif_bytes = meta.exif_bytes or _raw_profile_exif(meta.text.get('Raw profile type exif'))
             exif = _load_exif_bytes(exif_bytes, meta) if exif_bytes else None
@@ -326,14 +349,17 @@ def _utf8_or_latin1(data: bytes) -> str:
         return data.decode('latin-1')
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, wbits: int = zlib.MAX_WBITS, what: str = 'text', whole: bool = False) -> bytes:
+    """zlib (gzip with wbits=16 + MAX_WBITS) data inflated, at most _MAX_CHUNK_BYTES; whole: no truncation."""
     try:
-        inflater = zlib.decompressobj()
+        inflater = zlib.decompressobj(wbits)
         out = inflater.decompress(data, _MAX_CHUNK_BYTES + 1)
     except zlib.error as err:
-        raise _Malformed(f'compressed text is corrupt ({err})') from None
+        raise _Malformed(f'compressed {what} is corrupt ({err})') from None
     if len(out) > _MAX_CHUNK_BYTES:
-        raise _Malformed(f'decompressed text larger than {_MAX_CHUNK_BYTES} bytes')
+        raise _Malformed(f'decompressed {what} larger than {_MAX_CHUNK_BYTES} bytes')
+    if whole and not inflater.eof:
+        raise _Malformed(f'compressed {what} is truncated')
     return out
 
 
@@ -780,6 +806,93 @@ def _xmp_items(inner: str) -> list[tuple[str, str]]:
         if opened >= 0 and tag_end >= 0:
             items.append((piece[opened:tag_end], piece[tag_end + 1:]))
     return items
+
+
+# ----------------------------------------------------------------------------- stealth PNG info (pixels)
+
+def _parse_stealth(source: tuple[BinaryIO, _Metadata]) -> Optional[_Found]:
+    """A1111 stealth PNG info in the pixels' LSBs; None (with a note) when there is none or it cannot be read."""
+    fp, meta = source
+    try:
+        with _warnings_as_notes(meta), warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # refused below, with a note
+            fp.seek(0)
+            with Image.open(fp) as img:
+                return _read_stealth(img, meta)
+    except _Malformed:
+        raise
+    except Exception as err:  # noqa: BLE001 -- truncated / corrupt pixel data, decoder errors: no stealth prompt
+        meta.stealth = 'pixels not decodable'
+        meta.notes.append(f'stealth PNG info not read: pixels could not be decoded ({type(err).__name__}: {err})')
+        return None
+
+
+def _read_stealth(img: Image.Image, meta: _Metadata) -> Optional[_Found]:
+    width, height = img.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        meta.stealth = 'not read, image too large'
+        meta.notes.append(f'stealth PNG info not read: {width}x{height} pixels is above '
+                          f'Image.MAX_IMAGE_PIXELS ({limit})')
+        return None
+    bands = img.getbands()
+    modes = []  # (name, band indices), alpha first
+    if 'A' in bands:
+        modes.append(('alpha', (bands.index('A'),)))
+    if all(band in bands for band in 'RGB'):
+        modes.append(('RGB', tuple(bands.index(band) for band in 'RGB')))
+    if not modes:
+        meta.stealth = f'none possible in mode {img.mode}'
+        return None
+    img.load()
+    for name, channels in modes:
+        found = _stealth_payload(img, name, channels)
+        if found is not None:
+            return found
+    meta.stealth = f'no signature in {" or ".join(name for name, _ in modes)} LSBs'
+    return None
+
+
+def _stealth_payload(img: Image.Image, name: str, channels: tuple[int, ...]) -> Optional[_Found]:
+    """The payload behind one mode's signature; None when the signature is not there."""
+    width, height = img.size
+    capacity = width * height * len(channels) - _STEALTH_HEADER_BITS  # payload bits the image can hold
+    if capacity < 0:
+        return None
+    header = _lsb_bytes(img, channels, _STEALTH_HEADER_BITS)
+    signature, n_bits = header[:15], int.from_bytes(header[15:19], 'big')
+    if signature not in _STEALTH_SIGNATURES[name]:
+        return None
+    tag = signature.decode('ascii')
+    if n_bits > capacity:
+        raise _Malformed(f'{tag}: declared payload of {n_bits} bits is more than the {capacity} bits '
+                         f'the image holds after the header')
+    if n_bits > 8 * _MAX_CHUNK_BYTES:
+        raise _Malformed(f'{tag}: declared payload of {n_bits} bits is larger than {_MAX_CHUNK_BYTES} bytes')
+    if n_bits % 8:
+        raise _Malformed(f'{tag}: declared payload of {n_bits} bits is not a whole number of bytes')
+    data = _lsb_bytes(img, channels, _STEALTH_HEADER_BITS + n_bits)[_STEALTH_HEADER_BITS // 8:]
+    if _STEALTH_SIGNATURES[name][signature]:
+        data = _inflate(data, 16 + zlib.MAX_WBITS, f'{tag} gzip payload', whole=True)
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as err:
+        raise _Malformed(f'{tag}: payload is not valid UTF-8 ({err.reason} at byte {err.start})') from None
+    prompt, note = _parse_a1111(text)
+    return prompt, _join_notes([f'{tag}, {name} LSBs', note])
+
+
+def _lsb_bytes(img: Image.Image, channels: tuple[int, ...], n_bits: int) -> bytes:
+    """The first n_bits LSBs of the given bands, column-major (x, then y, then band), packed MSB first.
+
+    Only the columns that hold them are copied out of the image."""
+    width, height = img.size
+    columns = min(width, -(-n_bits // (height * len(channels))))
+    pixels = np.asarray(img.crop((0, 0, columns, height)))
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, np.newaxis]
+    bits = pixels[:, :, list(channels)].transpose(1, 0, 2).reshape(-1)[:n_bits] & 1
+    return np.packbits(bits.astype(np.uint8, copy=False)).tobytes()
 
 
 _PNG_PARSERS: tuple = (  # (source tag, PNG text keyword, parser), in order of precedence

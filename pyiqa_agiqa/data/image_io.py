@@ -11,22 +11,56 @@ Every image becomes an 8-bit RGB PIL image; odd modes are converted consistently
 - EXIF orientation (camera / phone photos, some editors) is applied, so an image is scored
   the way viewers show it (PIL alone would give the stored, possibly rotated, pixels).
 
-Unreadable files raise :class:`ImageReadError`, which names the file.
+Unreadable files raise :class:`ImageReadError`, which names the file: a missing file, data
+that is no image, a truncated or corrupt one, any exception a decoder plugin raises, running
+out of memory, and an image declaring more pixels than the limit. The limit is PIL's
+decompression-bomb limit, ``Image.MAX_IMAGE_PIXELS`` (89,478,485 pixels, e.g. 9459 x 9459, by
+default), enforced strictly: PIL itself only warns up to twice that. :func:`set_max_pixels`
+changes it for the process (``--max-pixels`` on the command line); the header is checked before
+any pixel is decoded, so a 1.5 MB PNG declaring 40000 x 40000 pixels costs nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import BinaryIO, Optional, Union
+import re
+import warnings
+from typing import BinaryIO, Iterator, Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import AGIQAError
+
 ImageSource = Union[str, os.PathLike, Image.Image, BinaryIO]
 
 
-class ImageReadError(OSError):
-    """An image file is missing, not an image, corrupt or of an unsupported mode."""
+class ImageReadError(AGIQAError, OSError):
+    """An image file is missing, not an image, corrupt, too large or of an unsupported mode."""
+
+
+def set_max_pixels(limit: Optional[int]) -> None:
+    """Refuse images of more than ``limit`` pixels in this process (PIL's
+    ``Image.MAX_IMAGE_PIXELS``, which worker processes inherit when forked); None or 0: no
+    limit (not recommended for files from elsewhere)."""
+    if limit is not None and limit < 0:
+        raise ValueError(f'the pixel limit must be >= 0 (0: none), got {limit}')
+    Image.MAX_IMAGE_PIXELS = int(limit) if limit else None
+
+
+def check_pixels(size, name: str) -> None:
+    """Raise ImageReadError if an image of ``size`` (width, height) exceeds the pixel limit."""
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = int(size[0]) * int(size[1])
+    if limit and pixels > limit:
+        raise _too_large(name, f'{size[0]} x {size[1]} = {pixels:,}', limit)
+
+
+def _too_large(name: str, pixels: str, limit: int) -> ImageReadError:
+    return ImageReadError(f'Cannot read image {name}: it declares {pixels} pixels, more than the limit of '
+                          f'{limit:,} (a decompression bomb?); if the image is genuine, raise the limit with '
+                          '--max-pixels N (pyiqa_agiqa.data.image_io.set_max_pixels)')
 
 
 def _to_8bit_grey(img: Image.Image) -> Image.Image:
@@ -53,6 +87,23 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert('RGB')
 
 
+@contextlib.contextmanager
+def open_within_limit(source, name: str) -> Iterator[Image.Image]:
+    """``Image.open(source)`` (lazy: the header only) of an image within the pixel limit, else
+    :class:`ImageReadError` naming ``name`` (PIL's own bomb error, raised on opening beyond twice
+    its limit, included)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # refused by check_pixels instead
+            img = Image.open(source)
+    except Image.DecompressionBombError as error:
+        found = re.search(r'\((\d+) pixels\)', str(error))
+        raise _too_large(name, f'{int(found.group(1)):,}' if found else 'too many', Image.MAX_IMAGE_PIXELS) from None
+    with img:
+        check_pixels(img.size, name)
+        yield img
+
+
 def load_rgb(source: ImageSource, name: Optional[str] = None) -> Image.Image:
     """Open and fully decode an image (a path, an open binary file or a PIL image) as 8-bit RGB,
     or raise ImageReadError naming it (``name``: how to name a file object in the error)."""
@@ -65,20 +116,29 @@ def load_rgb(source: ImageSource, name: Optional[str] = None) -> Image.Image:
         if not os.path.isfile(source):
             raise ImageReadError(f'Image file not found: {source}')
     try:
-        with Image.open(source) as img:
+        with open_within_limit(source, name) as img:
             img.load()
             return to_rgb(ImageOps.exif_transpose(img))
+    except ImageReadError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise ImageReadError(f'Cannot read image {name}: {error}') from error
+    except MemoryError:
+        raise ImageReadError(f'Cannot read image {name}: out of memory while decoding it') from None
+    except Exception as error:  # noqa: BLE001 - a decoder plugin may raise anything: name the file
+        raise ImageReadError(f'Cannot read image {name}: {type(error).__name__}: {error}') from error
 
 
 def probe_image(path: str) -> str:
-    """Return '' if ``path`` is an existing file with an image header, else the reason."""
+    """Return '' if ``path`` is an existing file with an image header within the pixel limit,
+    else the reason."""
     if not os.path.isfile(path):
         return 'missing'
     try:
-        with Image.open(path) as img:
+        with open_within_limit(path, path) as img:
             img.verify()
+    except ImageReadError as error:
+        return f"too large ({str(error).split(': ', 1)[1]})"
     except Exception as error:  # noqa: BLE001 - any failure means "unreadable"
         return f'unreadable ({type(error).__name__}: {error})'
     return ''

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import AGIQAError
 from .split_manifests import is_shipped
 from .splits import EXCLUDED
 
@@ -23,7 +24,7 @@ MAX_LISTED = 20
 _NAN_TEXT = ['', 'nan', 'NaN', 'NA', 'N/A', 'null']
 
 
-class MetadataError(ValueError):
+class MetadataError(AGIQAError, ValueError):
     """A metadata file is malformed; the message names the file and the offending rows."""
 
 

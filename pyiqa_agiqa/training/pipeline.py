@@ -45,6 +45,7 @@ from . import distributed
 from .data import build_eval_loader, build_train_loader
 from .option_check import check_options
 from ..weights import nonfinite_entries
+from .console import Progress, hold_back_console, restore_console
 from .state import StateStore, capture_rng, load_state, restore_rng, resume_path
 
 RESULTS_FILE = 'results.json'
@@ -111,16 +112,20 @@ def load_options(argv: List[str], root_path: str) -> dict:
     return opt, os.path.abspath(args.opt)
 
 
-def _setup_logger(opt: dict, resumed: bool) -> logging.Logger:
-    """pyiqa's logger, with a log file of this run (pyiqa's sets its file only once per process)."""
+def _setup_logger(opt: dict, resumed: bool, quiet: bool = False) -> tuple:
+    """(pyiqa's logger, the path of this run's log file or None, the console handlers held back
+    with ``quiet``): pyiqa sets its file only once per process, so the file handler is replaced
+    here for every run."""
     from pyiqa.utils import get_env_info, get_root_logger, get_time_str
     from pyiqa.utils.options import dict2str
 
     logger = get_root_logger(logger_name='pyiqa', log_level=logging.INFO)
+    held = hold_back_console(logger) if quiet else []
     logger.setLevel(logging.INFO if distributed.rank() == 0 else logging.ERROR)
     for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
         logger.removeHandler(handler)
         handler.close()
+    path = None
     if distributed.rank() == 0:
         path = os.path.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
         handler = logging.FileHandler(path, 'w')
@@ -128,7 +133,7 @@ def _setup_logger(opt: dict, resumed: bool) -> logging.Logger:
         logger.addHandler(handler)
     logger.info(get_env_info())
     logger.info(dict2str(opt))
-    return logger
+    return logger, path, held
 
 
 def _prepare_folders(opt: dict, opt_file: str, resuming: bool) -> None:
@@ -191,10 +196,14 @@ def _prefetcher(loader, opt: dict):
 
 
 class TrainingRun:
-    """One training run (one split). ``run()`` returns pyiqa's best-metric table."""
+    """One training run (one split). ``run()`` returns pyiqa's best-metric table.
 
-    def __init__(self, opt: dict, opt_file: str):
-        self.opt, self.opt_file = opt, opt_file
+    ``progress=True`` shows a progress bar on the console instead of pyiqa's log lines (see
+    :mod:`.console`); ``log_file`` is the path of the run's full log once it runs."""
+
+    def __init__(self, opt: dict, opt_file: str, progress: bool = False):
+        self.opt, self.opt_file, self.progress = opt, opt_file, progress
+        self.log_file: Optional[str] = None
         logger_opt = opt.setdefault('logger', {})
         logger_opt.setdefault('print_freq', 100)
         logger_opt.setdefault('use_tb_logger', False)
@@ -221,9 +230,16 @@ class TrainingRun:
             model.validation(loader, current_iter, tb_logger, False)
 
     def run(self):
+        self._held = []
+        try:
+            return self._run()
+        finally:
+            restore_console(self._held)
+
+    def _run(self):
         from pyiqa.models import build_model
         from pyiqa.train import init_tb_loggers
-        from pyiqa.utils import AvgTimer, MessageLogger
+        from pyiqa.utils import MessageLogger
 
         import pyiqa_agiqa.models  # noqa: F401  (registers AGIQAModel)
 
@@ -236,7 +252,8 @@ class TrainingRun:
             torch.backends.cudnn.benchmark = True
         resume = _find_resume_state(opt, self.store)
         _prepare_folders(opt, self.opt_file, resume is not None)
-        self.logger = logger = _setup_logger(opt, resume is not None)
+        self.logger, self.log_file, self._held = _setup_logger(opt, resume is not None, quiet=self.progress)
+        logger = self.logger
         tb_logger = init_tb_loggers(opt)
 
         train_set, train_loader, sampler, val_loaders = _build_loaders(opt, logger)
@@ -271,6 +288,24 @@ class TrainingRun:
             logger.info(f'Resuming from {path}: epoch {start_epoch}, {skip} batches into it, iteration {current_iter}')
 
         msg_logger = MessageLogger(opt, current_iter, tb_logger)
+        progress = Progress(total_iters, current_iter, f"training {opt['name']}",
+                            self.progress and distributed.rank() == 0)
+        try:
+            self._loop(opt, model, train_loader, sampler, val_loaders, tb_logger, msg_logger, progress,
+                       start_epoch, skip, current_iter, total_epochs, iters_per_epoch)
+        finally:
+            progress.close()
+        if tb_logger:
+            tb_logger.close()
+        if distributed.rank() == 0:
+            write_results(opt, model)
+        return model.best_metric_results
+
+    def _loop(self, opt, model, train_loader, sampler, val_loaders, tb_logger, msg_logger, progress,
+              start_epoch, skip, current_iter, total_epochs, iters_per_epoch):
+        from pyiqa.utils import AvgTimer
+
+        logger = self.logger
         prefetcher = _prefetcher(train_loader, opt)
         val_freq = int(opt['val'].get('val_freq') or 0) if opt.get('val') else 0
         data_timer, iter_timer = AvgTimer(), AvgTimer()
@@ -303,6 +338,7 @@ class TrainingRun:
                             self._save_state(model, epoch, done, current_iter)
                     if current_iter % self.latest_freq == 0:
                         model.save_network(model.net, 'net', -1)
+                    progress.update(current_iter, model, epoch)
                     if model.stopped:  # early stop: the rest of the epoch is skipped too
                         current_iter += iters_per_epoch - done
                         break
@@ -312,6 +348,7 @@ class TrainingRun:
             skip = 0
             model.current_iter = current_iter
             model.update_learning_rate(epoch + 2, warmup_iter=opt['train'].get('warmup_iter', -1))
+            progress.update(current_iter, model, epoch)
             if epoch + 1 < total_epochs and ((self.state_epochs and (epoch + 1) % self.state_epochs == 0)
                                              or current_iter % self.checkpoint_freq == 0):
                 self._save_state(model, epoch + 1, 0, current_iter)
@@ -322,11 +359,6 @@ class TrainingRun:
             model.validate_once('end of training')
         self._save_state(model, total_epochs, 0, current_iter)
         model.check_finished()
-        if tb_logger:
-            tb_logger.close()
-        if distributed.rank() == 0:
-            write_results(opt, model)
-        return model.best_metric_results
 
 
 def write_results(opt: dict, model) -> str:

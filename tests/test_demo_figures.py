@@ -1,0 +1,56 @@
+"""The demo's figures come from one place, ``pyiqa_agiqa/demo/recorded.json``: the README quotes
+them, and the demo, run as a user runs it, prints them (on the CPU kind and torch version they
+were recorded with); its console shows progress bars and the summary, the full log goes to a file."""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from pyiqa_agiqa.demo.run import RECORDED, environment
+
+from conftest import REPO, console_script
+
+FIGURES = re.compile(r'(before|after) training ?: SRCC (\d\.\d{4})  PLCC (\d\.\d{4})')
+
+
+def figures(text: str) -> dict:
+    return {when: {'srcc': float(srcc), 'plcc': float(plcc)} for when, srcc, plcc in FIGURES.findall(text)}
+
+
+def recorded() -> dict:
+    return json.loads(RECORDED.read_text())
+
+
+def test_the_readme_quotes_the_recorded_figures():
+    readme = (REPO / 'README.md').read_text()
+    block = readme[readme.index('$ pyiqa-agiqa demo'):]
+    block = block[:block.index('```')]
+    record = recorded()
+    assert figures(block) == {'before': record['before'], 'after': record['after']}
+    assert f"held-out test part of demo_split_01, {record['n_images']} images" in block
+
+
+@pytest.mark.slow
+def test_the_demo_prints_the_recorded_figures_with_bars_and_a_log_file(tmp_path):
+    """The README's command, in a fresh process (about 2.5 minutes on 2 cores)."""
+    workdir = tmp_path / 'agiqa_demo'
+    result = subprocess.run([console_script(), 'demo', '--workdir', str(workdir)], capture_output=True, text=True,
+                            timeout=1200, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5 and lines[0].startswith('IPCE demo (tiny CLIP, random init)')
+    log = lines[-1].split('full training log: ', 1)[1]
+    text = open(log).read()
+    assert log.startswith(str(workdir / 'experiments' / 'ipce_demo')) and text.count('Validation demo_val') == 30
+    bars = result.stderr.replace('\r', '\n')
+    for stage in ('demo images', 'training ipce_demo', 'testing the untrained network', 'testing the trained network'):
+        assert stage in bars, stage
+    assert 'INFO' not in result.stderr  # pyiqa's log lines are in the file only
+    record = recorded()
+    printed = figures(result.stdout)
+    if environment() != record['environment']:
+        pytest.skip(f"the demo printed {printed}; the recorded figures are from {record['environment']}, this machine "
+                    f'is {environment()}: figures of a 30-epoch training differ across instruction sets')
+    assert printed == {'before': record['before'], 'after': record['after']}
