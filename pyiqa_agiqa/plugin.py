@@ -16,7 +16,7 @@ def register_datasets() -> None:
 
 
 def register_models() -> None:
-    importlib.import_module('pyiqa_agiqa.models')
+    importlib.import_module('pyiqa_agiqa.training.model')
 
 
 def register_losses() -> None:

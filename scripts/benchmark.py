@@ -133,7 +133,7 @@ def bench_metric(name: str, precision: str, device, batch: int, size: int, repea
     import pyiqa
 
     import pyiqa_agiqa  # noqa: F401
-    from pyiqa_agiqa.precision import dtype_of
+    from pyiqa_agiqa.archs.backbone.precision import dtype_of
 
     torch.manual_seed(0)
     # (no option for fp32: also runs on versions without it)
@@ -142,7 +142,7 @@ def bench_metric(name: str, precision: str, device, batch: int, size: int, repea
     context = (lambda: torch.autocast(device.type, dtype=dtype_of(precision))) if autocast else contextlib.nullcontext
     net = metric.net
     if compiled:  # the towers' blocks; the bound below runs the same (compiled) blocks
-        from pyiqa_agiqa.compilation import compile_towers
+        from pyiqa_agiqa.archs.backbone.compilation import compile_towers
         compile_towers(net)
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     images = torch.rand(batch, 3, size, size, device=device)
@@ -176,7 +176,7 @@ def dcmpl_prompt_tokens(device, n: int, repeats: int) -> dict:
     """Where DCMPL's time beyond its bound goes: ViT-B/32's 12 blocks on ``n`` random sequences
     of 50 tokens (CLS + 49 patches) and of 58 (+ 8 visual prompt tokens), and the bare tower
     against the prompted one (``encode_image_prompted``) on ``n`` views, fp32, random weights."""
-    from pyiqa_agiqa.archs.clip_backbone import CLIPBackbone
+    from pyiqa_agiqa.archs.backbone.clip import CLIPBackbone
 
     torch.manual_seed(0)
     backbone = CLIPBackbone('ViT-B-32-quickgelu', weights=None).to(device).eval()
@@ -209,7 +209,7 @@ def bench_training(name: str, precision: str, device, batch: int, size: int, rep
     from pyiqa.archs import build_network
 
     from pyiqa_agiqa.metric_configs import AGIQA_METRIC_CONFIGS
-    from pyiqa_agiqa.precision import autocast
+    from pyiqa_agiqa.archs.backbone.precision import autocast
 
     torch.manual_seed(0)
     options = dict(AGIQA_METRIC_CONFIGS[name]['metric_opts'], pretrained=False)
@@ -242,7 +242,9 @@ def bench_scoring(n: int, device, batch: int, size: int, workers: int, precision
     import numpy as np
     from PIL import Image
 
-    from pyiqa_agiqa.scoring import create_metrics, decoded, rows_from_csv, score_rows
+    from pyiqa_agiqa.metrics.factory import create_metrics
+    from pyiqa_agiqa.scoring.local import decoded, score_rows
+    from pyiqa_agiqa.scoring.rows import rows_from_csv
 
     folder = Path(tempfile.mkdtemp(prefix='agiqa_bench_'))
     rng = np.random.default_rng(0)

@@ -44,8 +44,10 @@ def main(argv=None) -> int:
 
     import ray
 
-    from pyiqa_agiqa.ray_scoring import score_with_ray
-    from pyiqa_agiqa.scoring import create_metrics, rows_from_target, score_rows
+    from pyiqa_agiqa.scoring.ray_engine import score_with_ray
+    from pyiqa_agiqa.metrics.factory import create_metrics
+    from pyiqa_agiqa.scoring.rows import rows_from_target
+    from pyiqa_agiqa.scoring.local import score_rows
 
     work = Path(tempfile.mkdtemp(prefix='agiqa_ray_bench_'))
     images = work / 'images'

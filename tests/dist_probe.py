@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pyiqa_agiqa.cli import main
-from pyiqa_agiqa.models.agiqa_model import AGIQAModel
+from pyiqa_agiqa.training.model import AGIQAModel
 from pyiqa_agiqa.training import distributed
 
 OUT = Path(sys.argv[1])

@@ -68,10 +68,10 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from ..precision import set_precision
-from ..weight_specs import fine_tuned_source, load_weights
-from .clip_backbone import CLIPBackbone, initial_clip_weights
-from .feature_cache import WeightsCache
+from .backbone.precision import set_precision
+from ..weights.specs import fine_tuned_source, load_weights
+from .backbone.clip import CLIPBackbone, initial_clip_weights
+from .backbone.feature_cache import WeightsCache
 
 AUTHENTICITY_LEVELS = ('bad', 'poor', 'fair', 'good', 'excellent')
 AUTHENTICITY_TEMPLATE = 'The authenticity of the image is {level}'
@@ -204,11 +204,11 @@ class CIANet(nn.Module):
             downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
         pretrained_model_path / weights: fine-tuned CIA-Net weights: an exported folder, a
             ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
-            (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
+            (see :mod:`pyiqa_agiqa.weights.specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
         precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
             it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
-            float64 after ``.double()``; see :mod:`pyiqa_agiqa.precision`).
+            float64 after ``.double()``; see :mod:`pyiqa_agiqa.archs.backbone.precision`).
         n_head: heads of the CIA layer's attention (8); d_model is the CLIP embed dim.
         head_hidden: width of the quality head's hidden layer (256).
         cache_dir: download / cache folder for CLIP weights.

@@ -70,10 +70,10 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg
-from ..precision import set_precision
-from ..weight_specs import fine_tuned_source, load_weights
-from .clip_backbone import CLIPBackbone, initial_clip_weights
-from .feature_cache import WeightsCache
+from .backbone.precision import set_precision
+from ..weights.specs import fine_tuned_source, load_weights
+from .backbone.clip import CLIPBackbone, initial_clip_weights
+from .backbone.feature_cache import WeightsCache
 
 LEVELS = ('terrible', 'bad', 'poor', 'average', 'good', 'perfect')
 # Class thresholds of the reference code (classes only; the MSE loss does not use them).
@@ -149,11 +149,11 @@ class CLIPAGIQA(nn.Module):
             downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
         pretrained_model_path / weights: fine-tuned CLIP-AGIQA weights: an exported folder, a
             ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
-            (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
+            (see :mod:`pyiqa_agiqa.weights.specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
         precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
             it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
-            float64 after ``.double()``; see :mod:`pyiqa_agiqa.precision`).
+            float64 after ``.double()``; see :mod:`pyiqa_agiqa.archs.backbone.precision`).
         cache_dir: download / cache folder for CLIP weights.
         output: None -> forward returns ``{'quality': (B,)}``; ``'quality'`` -> (B, 1).
         n_ctx: learnable context vectors (16).

@@ -99,11 +99,11 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from ..precision import set_precision
-from ..weight_specs import fine_tuned_source, load_weights
-from ..weights import load_state_dict
-from .clip_backbone import CLIPBackbone, initial_clip_weights
-from .feature_cache import WeightsCache
+from .backbone.precision import set_precision
+from ..weights.specs import fine_tuned_source, load_weights
+from ..weights.io import load_state_dict
+from .backbone.clip import CLIPBackbone, initial_clip_weights
+from .backbone.feature_cache import WeightsCache
 
 QUALITY_TEXTS = ('good photo.', 'bad photo.')
 ALIGNMENT_TEXTS = ('aligned photo.', 'misaligned photo.')
@@ -259,11 +259,11 @@ class DCMPL(nn.Module):
             downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
         pretrained_model_path / weights: fine-tuned DCMPL weights: an exported folder, a
             ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
-            (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
+            (see :mod:`pyiqa_agiqa.weights.specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
         precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
             it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
-            float64 after ``.double()``; see :mod:`pyiqa_agiqa.precision`).
+            float64 after ``.double()``; see :mod:`pyiqa_agiqa.archs.backbone.precision`).
         n_ctx: prompt tokens per layer, 8 [base].
         prompt_init_std: std of the normal initialisation of the prompts, 0.02 [base].
         use_aux: True [base]: the auxiliary (alignment) prompts and the coupling. False gives

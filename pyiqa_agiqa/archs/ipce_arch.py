@@ -29,9 +29,9 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from ..precision import set_precision
-from ..weight_specs import fine_tuned_source, load_weights
-from .clip_backbone import CLIPBackbone, initial_clip_weights
+from .backbone.precision import set_precision
+from ..weights.specs import fine_tuned_source, load_weights
+from .backbone.clip import CLIPBackbone, initial_clip_weights
 
 LEVELS = ('badly', 'poorly', 'fairly', 'well', 'perfectly')
 TEMPLATE = "a photo that {level} matches '{prompt}'"
@@ -137,11 +137,11 @@ class IPCE(nn.Module):
             downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
         pretrained_model_path / weights: fine-tuned IPCE weights: an exported folder, a
             ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
-            (see :mod:`pyiqa_agiqa.weight_specs`); read as tensors only, checked against
+            (see :mod:`pyiqa_agiqa.weights.specs`); read as tensors only, checked against
             the folder's card. Not with ``pretrained=False``.
         precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
             it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
-            float64 after ``.double()``; see :mod:`pyiqa_agiqa.precision`).
+            float64 after ``.double()``; see :mod:`pyiqa_agiqa.archs.backbone.precision`).
         min_side: 512 (768 for AIGIQA-20K); see :class:`IPCEViews` for the view options.
         patch_size: defaults to the CLIP input size.
         cache_dir: download / cache folder for CLIP weights.

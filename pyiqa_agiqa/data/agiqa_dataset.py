@@ -107,7 +107,7 @@ class AGIQADataset(BaseIQADataset):
     def check_options(opt: dict, where: str) -> None:
         """Raise DatasetOptionError for an unknown key of the block, of its ``augment`` or of
         its ``views`` (which must name a known view type and only that type's arguments)."""
-        from ..training.option_check import check_constructor_options, check_keys
+        from ..options import check_constructor_options, check_keys
 
         try:
             check_keys(opt, OPTION_KEYS, where)

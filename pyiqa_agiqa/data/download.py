@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import AGIQAError
-from ..weights import sha256_file
+from ..weights.io import sha256_file
 
 MIRRORS = {
     'agiqa3k': dict(repo_id='chaofengc/IQA-PyTorch-Datasets', filename='AGIQA-3K.zip',

@@ -28,7 +28,7 @@ from pyiqa.utils import set_random_seed
 from ..data.agiqa_dataset import AGIQADataset
 from ..training.console import hold_back_console, restore_console
 from ..training.pipeline import TrainingRun, load_options
-from ..weights import load_network_weights
+from ..weights.io import load_network_weights
 from .synthetic import make_demo_dataset
 
 TEMPLATE = Path(__file__).resolve().parent / 'ipce_demo.yml'

@@ -70,7 +70,7 @@ def run_nsplits(argv: List[str], root_path: Optional[str] = None) -> Dict[int, d
     """Train every split of ``split_num``; returns {split: best-metric table}. Raises
     TrainingError after writing the table if any split failed."""
     root = os.path.abspath(root_path or os.getcwd())
-    opt, opt_file = load_options(argv, root)
+    opt, opt_file = load_options(argv, root, 'train-nsplits')
     n_splits = opt.get('split_num')
     if not isinstance(n_splits, int) or n_splits < 1:
         raise OptionError(f"train-nsplits needs split_num (a positive int) in the option file, got {n_splits!r}")

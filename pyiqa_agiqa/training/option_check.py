@@ -11,10 +11,11 @@ and the known keys (with a "did you mean" when one is close).
 from __future__ import annotations
 
 import difflib
-import inspect
-from typing import Iterable, List, Optional
+from typing import List
 
+from ..archs import network_class
 from ..errors import OptionError
+from ..options import check_constructor_options, check_keys, registry_entry
 
 TOP_LEVEL_KEYS = {
     # pyiqa's own
@@ -33,66 +34,6 @@ PATH_KEYS = {'pretrain_network', 'strict_load', 'param_key_g', 'resume_state', '
              'training_states', 'log', 'visualization', 'results_root'}
 DIST_PARAM_KEYS = {'backend', 'port', 'timeout_s'}
 SAVE_FORMATS = ('pth', 'safetensors')
-
-
-def unknown_keys_error(unknown: Iterable[str], known: Iterable[str], where: str) -> OptionError:
-    """An OptionError for keys of section ``where`` that are not in ``known``."""
-    unknown, known = sorted(unknown), sorted(known)
-    hints = []
-    for key in unknown:
-        close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
-        if close:
-            hints.append(f"'{key}' -> did you mean '{close[0]}'?")
-    hint = f" ({'; '.join(hints)})" if hints else ''
-    return OptionError(f'unknown option(s) {unknown} in section {where}{hint}; known: {known}')
-
-
-def check_keys(section, known: Iterable[str], where: str) -> None:
-    if section is None:
-        return
-    if not isinstance(section, dict):
-        raise OptionError(f'section {where} must be a mapping of options, got {type(section).__name__}')
-    unknown = set(section) - set(known)
-    if unknown:
-        raise unknown_keys_error(unknown, known, where)
-
-
-def constructor_keys(cls) -> Optional[set]:
-    """Names of the keyword arguments of ``cls`` (None if it takes **kwargs)."""
-    params = inspect.signature(cls).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-
-
-def check_constructor_options(cls, options: dict, where: str, skip: Iterable[str] = ('type',)) -> None:
-    """Every key of ``options`` (but ``skip``) must be an argument of ``cls``."""
-    known = constructor_keys(cls)
-    if known is not None:
-        check_keys({k: v for k, v in options.items() if k not in skip}, known, where)
-
-
-def registry_entry(registry, name: str, what: str, where: str, lazy=None):
-    """``registry.get(name)`` or an OptionError listing close names."""
-    if lazy is not None and name not in registry:
-        lazy(name)
-    if not isinstance(name, str) or name not in registry:
-        close = difflib.get_close_matches(str(name), list(registry.keys()), n=3, cutoff=0.6)
-        hint = f'; did you mean {close}?' if close else ''
-        raise OptionError(f"{where}: unknown {what} '{name}'{hint}")
-    return registry.get(name)
-
-
-def network_class(opt: dict):
-    from pyiqa.archs import _lazy_import_arch
-    from pyiqa.utils.registry import ARCH_REGISTRY
-
-    import pyiqa_agiqa.archs  # noqa: F401  (registers the plugin's architectures)
-
-    network = opt.get('network')
-    if not isinstance(network, dict) or 'type' not in network:
-        raise OptionError("section network needs a 'type' (e.g. IPCE, CIANet, CLIPAGIQA, DCMPL)")
-    return registry_entry(ARCH_REGISTRY, network['type'], 'architecture', 'network.type', _lazy_import_arch)
 
 
 def target_names(opt: dict, cls) -> List[str]:
@@ -159,7 +100,7 @@ def check_val(opt: dict, targets: List[str]) -> None:
 def check_train(opt: dict, targets: List[str]) -> None:
     from pyiqa.losses import LOSS_REGISTRY
 
-    from ..models.stages import parse_stages
+    from .stages import parse_stages
 
     train = opt.get('train')
     if not isinstance(train, dict):
@@ -188,7 +129,7 @@ def check_train(opt: dict, targets: List[str]) -> None:
         for key in ('optim', 'scheduler'):
             if not isinstance(train.get(key), dict) or 'type' not in train[key]:
                 raise OptionError(f"train.{key} needs a 'type' (or give train.stages)")
-    from ..precision import DTYPES
+    from ..archs.backbone.precision import DTYPES
     if train.get('precision', 'fp32') not in DTYPES:
         raise OptionError(f"train.precision must be one of {list(DTYPES)} (fp32: the reference; bf16 / fp16: "
                           f"autocast with fp32 weights), got {train.get('precision')!r}")

@@ -44,7 +44,7 @@ from ..errors import OptionError, TrainingError
 from . import distributed
 from .data import build_eval_loader, build_train_loader
 from .option_check import check_options
-from ..weights import nonfinite_entries
+from ..weights.io import nonfinite_entries
 from .console import Progress, hold_back_console, restore_console
 from .state import StateStore, capture_rng, load_state, restore_rng, resume_path
 
@@ -52,9 +52,16 @@ RESULTS_FILE = 'results.json'
 PYIQA_REQUIRED_KEYS = ('name', 'num_gpu', 'datasets', 'path')
 
 
-def parse_arguments(argv: List[str]) -> argparse.Namespace:
-    """pyiqa's training arguments."""
-    parser = argparse.ArgumentParser(prog='pyiqa-agiqa train', description="pyiqa's training, resumable")
+DESCRIPTIONS = {
+    'train': "pyiqa's training of one option file, resumable (the run's best weights under experiments/NAME)",
+    'train-nsplits': "pyiqa's training of every split of the option file's split_num (one run per split, each "
+                     'resumable), then the mean / std table over the splits',
+}
+
+
+def parse_arguments(argv: List[str], command: str = 'train') -> argparse.Namespace:
+    """pyiqa's training arguments (``command``: ``train`` or ``train-nsplits``, for the help)."""
+    parser = argparse.ArgumentParser(prog=f'pyiqa-agiqa {command}', description=DESCRIPTIONS[command])
     parser.add_argument('-opt', required=True, help='option YAML file')
     parser.add_argument('--launcher', choices=distributed.LAUNCHERS, default='none',
                         help='none (one process), pytorch (torchrun) or slurm')
@@ -84,12 +91,12 @@ def _argv(argv: List[str]):
         sys.argv = saved
 
 
-def load_options(argv: List[str], root_path: str) -> dict:
+def load_options(argv: List[str], root_path: str, command: str = 'train') -> dict:
     """Join the process group of ``--launcher`` (CPU or GPU) and parse the options with
     pyiqa's parser (seeds per rank, paths under ``root_path``)."""
     from pyiqa.utils.options import parse_options
 
-    args = parse_arguments(argv)
+    args = parse_arguments(argv, command)
     if not os.path.isfile(args.opt):
         raise OptionError(f"option file not found: '{args.opt}'")
     try:
@@ -241,7 +248,7 @@ class TrainingRun:
         from pyiqa.train import init_tb_loggers
         from pyiqa.utils import MessageLogger
 
-        import pyiqa_agiqa.models  # noqa: F401  (registers AGIQAModel)
+        import pyiqa_agiqa.training.model  # noqa: F401  (registers AGIQAModel)
 
         opt = self.opt
         check_options(opt)
@@ -364,7 +371,7 @@ class TrainingRun:
 def write_results(opt: dict, model) -> str:
     """``experiments/NAME/results.json``: the figures at the selected checkpoint, where and by
     what they were selected, and the versions that trained them (read by ``export``)."""
-    from ..exported import versions
+    from ..version import versions
 
     path = os.path.join(opt['path']['experiments_root'], RESULTS_FILE)
     train = opt['datasets']['train']

@@ -23,7 +23,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..weights import WeightsFormatError, atomic_write, load_file
+from ..weights.io import WeightsFormatError, atomic_write, load_file
 
 STATE_FORMAT = 'pyiqa_agiqa.training_state'
 STATE_VERSION = 1

@@ -1,0 +1,160 @@
+"""The ``pyiqa-agiqa`` argument parser: every command and its options, one-line usage errors."""
+
+from __future__ import annotations
+
+import argparse
+from typing import List
+
+import yaml
+
+from pyiqa_agiqa.errors import OptionError
+
+USAGE = """``pyiqa-agiqa``: the plugin's command line.
+
+    pyiqa-agiqa score ipce -t image.png --prompt "a red fox"      score one image
+    pyiqa-agiqa score ipce cianet -t folder/ -o scores.csv          every image, prompts read from the files
+    pyiqa-agiqa score ipce --csv list.csv -o scores.csv --resume    CSV with image,prompt; continue a run
+    pyiqa-agiqa train -opt options/ipce_agiqa3k.yml                 pyiqa's training loop
+    pyiqa-agiqa train-nsplits -opt options/ipce_agiqa3k.yml         10 splits, mean / std
+    pyiqa-agiqa demo                                                the embedded demo
+    pyiqa-agiqa prepare agiqa3k --data data.csv -o meta.csv         build a meta-info CSV
+    pyiqa-agiqa prepare aigciqa2023 --release ./AIGCIQA2023 -o m.csv  (from the release folder)
+    pyiqa-agiqa download agiqa3k --dest ./datasets                  images from a public mirror
+    pyiqa-agiqa convert-weights --trust-pickle old.pth -o w.safetensors   tensors-only copy of a trusted file
+    pyiqa-agiqa export experiments/NAME -o weights/NAME             weights.safetensors + model card
+    pyiqa-agiqa push weights/NAME org/repo                          upload to the Hugging Face hub
+    pyiqa-agiqa convert --from cianet-ref ckpt.pt -o weights/cianet  reference code's checkpoint -> folder
+"""
+
+
+def parse_set(pairs: List[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        if '=' not in pair:
+            raise OptionError(f'--set expects KEY=VALUE (e.g. --set min_side=768), got {pair!r}')
+        key, value = pair.split('=', 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that say where to find the usage."""
+
+    def error(self, message):
+        self.exit(2, f'error: {message} (usage: {self.prog} --help)\n')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog='pyiqa-agiqa', description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    score = sub.add_parser('score', help='score images with their prompts (one or several metrics)')
+    score.add_argument('metric', nargs='+', help="metric name(s), e.g. ipce cianet cianet_consistency")
+    score.add_argument('-t', '--target', help='an image file or a folder of images')
+    score.add_argument('--prompt', help="the prompt of the image(s) given with --target (default: each image's "
+                                        'prompt embedded by its generator: A1111, ComfyUI, InvokeAI, NovelAI, EXIF)')
+    score.add_argument('--csv', help='CSV with columns image[,prompt] (paths relative to the CSV; an empty prompt '
+                                     'is read from the image)')
+    score.add_argument('-o', '--output', help='write CSV (or .jsonl) rows as they are computed instead of printing')
+    score.add_argument('--resume', action='store_true', help='continue an output: skip the images already scored')
+    score.add_argument('--overwrite', action='store_true', help='replace an existing --output file')
+    score.add_argument('--weights', action='append', metavar='[METRIC=]SPEC',
+                       help='fine-tuned weights: an exported folder, a .safetensors / .pth file, hf://org/repo@rev/'
+                            'path or a named entry; METRIC=SPEC for one metric of several')
+    score.add_argument('--random-weights', action='store_true', help='random initialisation (pretrained=False)')
+    score.add_argument('--allow-untrained', action='store_true',
+                       help='score an output whose head / prompts need fine-tuned weights without them (meaningless '
+                            'scores; refused by default)')
+    score.add_argument('--seed', type=int, default=0, help='seed for random weights and random views (default 0)')
+    score.add_argument('--set', action='append', metavar='KEY=VALUE',
+                       help='network option for every metric whose network takes it, e.g. '
+                            '--set clip_pretrained=/path/to/open_clip_pytorch_model.bin')
+    score.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda if available)')
+    score.add_argument('--batch-size', type=positive_int, default=8,
+                       help='images per forward pass (consecutive images of the same size), >= 1')
+    score.add_argument('--workers', type=int, default=2, help='image decoding threads (0: decode in line)')
+    score.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'],
+                       help='fp32 (default, the reference) or bf16 / fp16 CLIP towers (faster; see the README)')
+    score.add_argument('--compile', nargs='?', const='default', choices=['default', 'reduce-overhead', 'max-autotune'],
+                       help='torch.compile the CLIP towers (optionally a mode; off by default: see the README)')
+    score.add_argument('--max-pixels', type=int, metavar='N',
+                       help="refuse (as the row's error) images declaring more than N pixels: decompression bombs "
+                            "(default: PIL's limit, 89478485; 0: none)")
+    score.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    score.add_argument('--engine', choices=['local', 'ray'], default='local',
+                       help='local (this process) or ray (Ray Data: CPU decode tasks, a GPU actor pool)')
+    score.add_argument('--input', help='--engine ray: a folder, a .csv / .parquet / .jsonl table of image[,prompt] '
+                                       'rows (any pyarrow filesystem), or WebDataset .tar shards (glob or .txt list)')
+    score.add_argument('--actors', type=positive_int, default=1, help='--engine ray: metric actors (default 1)')
+    score.add_argument('--gpus-per-actor', type=float, default=0.0, help='--engine ray: GPUs per actor (e.g. 1)')
+    score.add_argument('--threads-per-actor', type=positive_int,
+                       help="--engine ray: torch threads per CPU actor (default: the cluster's CPUs / --actors)")
+    score.add_argument('--format', choices=['parquet', 'csv'], default='parquet',
+                       help='--engine ray: format of the part files in --output (default parquet)')
+
+    for name in ('train', 'train-nsplits'):
+        sub.add_parser(name, add_help=False,
+                       help="pyiqa's training (arguments as pyiqa/train.py: -opt FILE, --force_yml ...)")
+
+    demo = sub.add_parser('demo', help='train a tiny IPCE on generated data and report SRCC/PLCC')
+    demo.add_argument('--workdir', default='agiqa_demo', help='folder for data, options and experiments')
+    demo.add_argument('--epochs', type=int, default=30)
+    demo.add_argument('--prompts', type=int, default=100, help='prompts in the generated data (6 images each)')
+    demo.add_argument('--overwrite', action='store_true', help='regenerate the demo data if its parameters differ')
+
+    prepare = sub.add_parser('prepare', help='build a meta-info CSV from an official release')
+    prepare.add_argument('dataset', choices=['agiqa1k', 'agiqa3k', 'aigciqa2023', 'pku_i2iqa', 'aigiqa20k'])
+    prepare.add_argument('--data', '--data-csv', dest='data',
+                         help='official metadata file: agiqa3k data.csv, agiqa1k AIGC_MOS_Zscore.xlsx, '
+                              'aigiqa20k info_train.csv, pku_i2iqa I2IQA_annotation.xlsx')
+    prepare.add_argument('--release', help='unpacked release folder (aigciqa2023, pku_i2iqa)')
+    prepare.add_argument('--splits-csv', help='a split manifest applied after the shipped one: its published '
+                                              'columns replace the shipped values')
+    prepare.add_argument('--no-shipped-splits', action='store_true',
+                         help='do not apply the split manifest shipped for the dataset (published splits)')
+    prepare.add_argument('--duplicate-policy', choices=['drop', 'corroborated', 'first', 'last'],
+                         help="agiqa1k: what to do with the duplicated name (default 'drop')")
+    prepare.add_argument('-o', '--output', required=True, help='meta-info CSV to write')
+    prepare.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+
+    trusted = sub.add_parser('convert-weights', help='turn a trusted pickled checkpoint into tensors-only weights')
+    trusted.add_argument('input', help='a checkpoint that needs pickle execution (.pth, .pt, TorchScript)')
+    trusted.add_argument('-o', '--output', required=True, help='output file (.safetensors recommended, or .pth)')
+    trusted.add_argument('--trust-pickle', action='store_true', help='required: loading the input runs its code')
+    trusted.add_argument('--key', default='params', help="key of the state dict inside the file (default 'params')")
+    trusted.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+
+    export = sub.add_parser('export', help='trained experiment -> weights.safetensors + model card (folder)')
+    export.add_argument('experiment', help='experiments/NAME (a run) or the prefix of a train-nsplits run')
+    export.add_argument('-o', '--output', required=True, help='folder to write (one sub-folder per split)')
+    export.add_argument('--split', type=positive_int, help='only this split of a multi-split run (1-based)')
+    export.add_argument('--overwrite', action='store_true', help='replace a non-empty output folder')
+
+    push = sub.add_parser('push', help='upload an exported folder to the Hugging Face hub (needs a token)')
+    push.add_argument('folder', help='an exported folder')
+    push.add_argument('repo', help='org/repo on the hub (created if missing)')
+    push.add_argument('--path-in-repo', help='folder inside the repository (default: the folder name)')
+    push.add_argument('--revision', help='branch to commit to (default: main)')
+    push.add_argument('--private', action='store_true', help='create the repository private')
+
+    convert = sub.add_parser('convert', help="reference code's checkpoints -> an exported folder")
+    convert.add_argument('--from', dest='kind', required=True, choices=['cianet-ref', 'ipce-ref', 'dcmpl-ref'])
+    convert.add_argument('inputs', nargs='+',
+                         help='the checkpoint file(s) (dcmpl-ref: *_tar_best.pth [*_aux_best.pth])')
+    convert.add_argument('-o', '--output', required=True, help='exported folder to write')
+    convert.add_argument('--clip', help='dcmpl-ref: CLIP weights file (default: the openai tag, cached by open_clip)')
+    convert.add_argument('--set', action='append', metavar='KEY=VALUE',
+                         help='network option of the converted network when it cannot be read off the file')
+    convert.add_argument('--overwrite', action='store_true', help='replace a non-empty output folder')
+
+    download = sub.add_parser('download', help='fetch dataset images from a public mirror (online only)')
+    download.add_argument('dataset', choices=['agiqa1k', 'agiqa3k', 'aigciqa2023', 'pku_i2iqa', 'aigiqa20k'])
+    download.add_argument('--dest', default='./datasets', help='folder to unpack into')
+    return parser

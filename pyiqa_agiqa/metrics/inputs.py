@@ -1,0 +1,96 @@
+"""What a plugin metric accepts as images, beyond pyiqa's own input handling.
+
+pyiqa's metric wrapper (``InferenceModel``) takes a (B, 3, H, W) tensor, one path or one PIL
+image, reads paths with PIL's ``convert('RGB')`` (16-bit images clipped to white, EXIF
+orientation ignored) and fails on a list ("Unsupported source type"). For the plugin's
+metrics only (their names are in ``AGIQA_METRIC_CONFIGS``), :func:`install` makes
+``metric(images, prompt=...)`` also take:
+
+- a path or a PIL image, read with :func:`pyiqa_agiqa.data.load_rgb` (EXIF orientation
+  applied, 16-bit scaled, alpha over white: the reader of the plugin's datasets and scorer);
+- a list / tuple of paths, PIL images or (3, H, W) tensors, with ``prompt`` a list of one
+  prompt per image (or one str for all); images of different sizes are scored in groups of
+  consecutive equal sizes and the scores come back in input order, (N, 1);
+- tensors of any float dtype (bf16, fp16: pyiqa's range check would reject a bf16 1.0; they
+  are checked and passed as float32, float64 stays float64); the network casts them to its
+  own precision.
+
+pyiqa's own metrics are left exactly as they are. :func:`install` is idempotent; ``import
+pyiqa_agiqa`` calls it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List
+
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from ..prompts import prompts_for_batch
+
+_INSTALLED = '_pyiqa_agiqa_inputs'
+
+
+def _plugin_metric(model) -> bool:
+    from ..metric_configs import AGIQA_METRIC_CONFIGS
+
+    return getattr(model, 'metric_name', None) in AGIQA_METRIC_CONFIGS
+
+
+def as_image_tensor(item) -> torch.Tensor:
+    """A path, PIL image or (3, H, W) / (1, 3, H, W) tensor -> (3, H, W) float tensor in [0, 1]."""
+    from ..data.image_io import load_rgb
+
+    if isinstance(item, (str, os.PathLike, Image.Image)):
+        return TF.to_tensor(load_rgb(item))
+    if torch.is_tensor(item) and item.dim() == 4 and item.shape[0] == 1:
+        return item[0]
+    if torch.is_tensor(item) and item.dim() == 3:
+        return item
+    raise TypeError(f'an image must be a path, a PIL image or a (3, H, W) tensor, got {type(item).__name__}'
+                    + (f' of shape {tuple(item.shape)}' if torch.is_tensor(item) else ''))
+
+
+def _groups(images: List[torch.Tensor]):
+    """(start, stop) of runs of consecutive images with the same shape."""
+    start = 0
+    for i in range(1, len(images) + 1):
+        if i == len(images) or images[i].shape != images[start].shape:
+            yield start, i
+            start = i
+
+
+def _forward(original):
+    def forward(self, target, ref=None, **kwargs):
+        if not _plugin_metric(self):
+            return original(self, target, ref, **kwargs)
+        if torch.is_tensor(target):
+            # pyiqa's range check compares in the input's dtype: a bf16 1.0 fails "< 1 + 1e-6"
+            low = target.is_floating_point() and torch.finfo(target.dtype).bits < 32
+            return original(self, target.float() if low else target, ref, **kwargs)
+        if not isinstance(target, (list, tuple)):
+            return original(self, as_image_tensor(target)[None], ref, **kwargs)
+        if not target:
+            raise ValueError(f'{self.metric_name}: an empty list of images')
+        images = [as_image_tensor(t) for t in target]
+        prompt = kwargs.pop('prompt', None)
+        prompts = prompts_for_batch(prompt if not isinstance(prompt, str) else [prompt] * len(images),
+                                    len(images), self.metric_name)
+        scores = [original(self, torch.stack(images[a:b]), ref, prompt=prompts[a:b], **kwargs)
+                  for a, b in _groups(images)]
+        return torch.cat([s.reshape(s.shape[0], -1) for s in scores])
+    forward.__doc__ = original.__doc__
+    return forward
+
+
+def install() -> None:
+    """Wrap pyiqa's InferenceModel.forward once (plugin metrics only; see the module doc)."""
+    from pyiqa.models.inference_model import InferenceModel
+
+    if getattr(InferenceModel.forward, _INSTALLED, False):
+        return
+    wrapped = _forward(InferenceModel.forward)
+    setattr(wrapped, _INSTALLED, True)
+    InferenceModel.forward = wrapped
