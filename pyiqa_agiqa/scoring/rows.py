@@ -84,7 +84,7 @@ def open_image_file(image: str, data: Optional[bytes] = None) -> io.BytesIO:
 def read_row(image: str, prompt: Optional[str], prompt_source: str, data: Optional[bytes] = None
              ) -> Tuple[Optional[str], str, Optional[Image.Image], str]:
     """One image file, read once, as both engines read it: the prompt embedded in it where the
-    row has none (A1111, ComfyUI, InvokeAI, NovelAI, EXIF, XMP; see data/embedded_prompts.py),
+    row has none (A1111, ComfyUI, InvokeAI, NovelAI, EXIF, XMP; see data/embedded_prompts/),
     then its pixels as 8-bit RGB (:func:`load_rgb`: EXIF orientation, 16-bit, alpha).
 
     Returns (prompt, prompt_source, picture or None, error); a missing or broken file, or no
