@@ -11,8 +11,8 @@ from typing import BinaryIO, Optional
 import numpy as np
 from PIL import Image
 
-from .common import _Found, _inflate, _join_notes, _Malformed, _MAX_CHUNK_BYTES, _Metadata, _parse_a1111, \
-    _warnings_as_notes
+from .common import (_MAX_CHUNK_BYTES, _Found, _inflate, _join_notes, _Malformed, _Metadata, _parse_a1111,
+                     _warnings_as_notes)
 
 _STEALTH_SIGNATURES = {  # pixel bits read -> {15-byte signature: gzip-compressed payload}
     'alpha': {b'stealth_pnginfo': False, b'stealth_pngcomp': True},
