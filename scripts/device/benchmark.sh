@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README's "Speed and memory" section in one call of the device tool
+# Every GPU figure of docs/speed.md ("Speed and memory") in one call of the device tool
 # (GPU machine, about 8 minutes; the working tree travels, the wheels in .whl/ are carried):
 #   here:    bash scripts/device/fetch_wheels.sh
 #   device:  run(command="bash scripts/device/benchmark.sh", carry=[".whl"], timeout_s=600)

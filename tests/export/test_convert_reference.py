@@ -460,7 +460,7 @@ def test_dcmpl_vit_b32(tmp_path):
 
 
 def test_converted_folder_serves_the_metrics_and_the_command_line(tmp_path):
-    """The README's route: `pyiqa-agiqa convert` on a reference file, then the plugin's metrics
+    """docs/weights.md's route: `pyiqa-agiqa convert` on a reference file, then the plugin's metrics
     with weights=FOLDER (card checked) give the reference network's scores."""
     import subprocess
     import sys

@@ -81,7 +81,7 @@ def test_option_file_trains_on_synthetic_data(path, demo_with_all_labels, tmp_pa
 
 
 def test_pku_with_source_images_is_refused_or_loaded_unused(demo_with_all_labels, tmp_path):
-    """The README's image-to-image route: load_reference is refused for CIA-Net (it takes no
+    """The image-to-image route of docs/datasets.md: load_reference is refused for CIA-Net (it takes no
     reference image) unless train.use_ref is false, and then trains."""
     from pyiqa_agiqa.errors import OptionError
 

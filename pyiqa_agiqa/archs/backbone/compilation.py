@@ -9,8 +9,8 @@ and DCMPL, which call the blocks one by one) stays eager. A tower without blocks
 image tower) is compiled whole.
 
 Off by default: compiling takes tens of seconds to minutes (on the first batch and again
-for each new shape), and whether it pays depends on the device. The README's "Speed and
-memory" section gives what was measured (``python scripts/benchmark.py --compile``).
+for each new shape), and whether it pays depends on the device. docs/speed.md ("torch.compile,
+channels_last") gives what was measured (``python scripts/benchmark.py --compile``).
 Scores equal the eager ones up to float rounding (tested).
 """
 

@@ -9,8 +9,8 @@ the cast ran about twice the fp32 speed, and autocast over fp32 weights was no f
 CLIP-AGIQA's ViT-B/16, 0.53x for DCMPL's prompted tower). What follows the towers runs in the
 dtype of the network's own parameters (:attr:`CLIPBackbone.compute_dtype`: float32 unless the
 whole network was cast, e.g. float64 after ``net.double()`` for numerical checks); inputs of
-any float dtype are accepted, so callers see no difference but speed and rounding (the README
-lists the measured score differences per metric).
+any float dtype are accepted, so callers see no difference but speed and rounding (docs/speed.md,
+"Precision", lists the measured score differences per metric).
 
 Training keeps fp32 weights and uses autocast instead (``train.precision`` in an option file,
 see AGIQAModel): bf16 autocast, or fp16 autocast with a gradient scaler; checkpoints stay fp32.
