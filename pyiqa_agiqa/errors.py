@@ -22,3 +22,14 @@ class TrainingError(AGIQAError, RuntimeError):
 class WeightsRequiredError(AGIQAError, RuntimeError):
     """A metric whose output comes from trained parts (a head, learned prompts) was asked for
     without fine-tuned weights: its scores would mean nothing, so it is refused."""
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line. An error re-raised by a DataLoader worker carries
+    the worker's traceback after its message: only the message is kept."""
+    text = str(error)
+    marker = text.find('\nOriginal Traceback')
+    if marker >= 0:  # "Caught X in DataLoader worker process N.\nOriginal Traceback ...\nX: message"
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(': ', 1)[1] if ': ' in last else last
+    return ' '.join(text.split())

@@ -12,11 +12,13 @@ import os
 import sys
 from typing import List, Optional
 
+from .benchmark import cmd_benchmark
 from .data import cmd_download, cmd_prepare
 from .parser import build_parser
 from .score import cmd_score
 from .train import cmd_demo, cmd_train
 from .weights import cmd_convert, cmd_convert_weights, cmd_export, cmd_push
+from ..errors import one_line
 
 
 EXIT_ERROR = 2  # an error of the plugin's kinds (options, prompts, weights, metadata, images, training)
@@ -45,25 +47,15 @@ def _run(command, *args) -> int:
         return EXIT_ERROR
 
 
-def one_line(error: BaseException) -> str:
-    """The message of ``error`` on one line. An error re-raised by a DataLoader worker carries
-    the worker's traceback after its message: only the message is kept."""
-    text = str(error)
-    marker = text.find('\nOriginal Traceback')
-    if marker >= 0:  # "Caught X in DataLoader worker process N.\nOriginal Traceback ...\nX: message"
-        last = text.rstrip().splitlines()[-1]
-        text = last.split(': ', 1)[1] if ': ' in last else last
-    return ' '.join(text.split())
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     if argv and argv[0] in ('train', 'train-nsplits'):
         return _run(cmd_train, argparse.Namespace(command=argv[0]), argv[1:])
     args = parser.parse_args(argv)
-    commands = {'score': cmd_score, 'demo': cmd_demo, 'prepare': cmd_prepare, 'download': cmd_download,
-                'convert-weights': cmd_convert_weights, 'export': cmd_export, 'push': cmd_push, 'convert': cmd_convert}
+    commands = {'score': cmd_score, 'benchmark': cmd_benchmark, 'demo': cmd_demo, 'prepare': cmd_prepare,
+                'download': cmd_download, 'convert-weights': cmd_convert_weights, 'export': cmd_export,
+                'push': cmd_push, 'convert': cmd_convert}
     return _run(commands[args.command], args)
 
 

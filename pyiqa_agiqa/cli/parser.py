@@ -16,6 +16,7 @@ USAGE = """``pyiqa-agiqa``: the plugin's command line.
     pyiqa-agiqa score ipce --csv list.csv -o scores.csv --resume    CSV with image,prompt; continue a run
     pyiqa-agiqa train -opt options/ipce_agiqa3k.yml                 pyiqa's training loop
     pyiqa-agiqa train-nsplits -opt options/ipce_agiqa3k.yml         10 splits, mean / std
+    pyiqa-agiqa benchmark -opt A.yml B.yml --splits 1 2 --out bench  every file x split, tables, plots, weights
     pyiqa-agiqa demo                                                the embedded demo
     pyiqa-agiqa prepare agiqa3k --data data.csv -o meta.csv         build a meta-info CSV
     pyiqa-agiqa prepare aigciqa2023 --release ./AIGCIQA2023 -o m.csv  (from the release folder)
@@ -102,6 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ('train', 'train-nsplits'):
         sub.add_parser(name, add_help=False,
                        help="pyiqa's training (arguments as pyiqa/train.py: -opt FILE, --force_yml ...)")
+
+    bench = sub.add_parser('benchmark', help='train every option file x split, then the table, plots, predictions '
+                                             'and the best weights (resumable)')
+    bench.add_argument('-opt', nargs='+', required=True, metavar='FILE',
+                       help='option files (the grid: method x dataset)')
+    bench.add_argument('--splits', nargs='+', type=positive_int, metavar='N',
+                       help="split indices (1-based) of each file's split scheme (default: every split it has)")
+    bench.add_argument('--out', required=True, help='folder of the benchmark (give the same one to continue it)')
+    bench.add_argument('--plan', action='store_true', help='print the grid (runs, epochs, images) and exit')
+    bench.add_argument('--engine', choices=['local', 'ray'], default='local',
+                       help='local (child processes, one per GPU) or ray (a Ray task per run; RAY_ADDRESS or local)')
+    bench.add_argument('--jobs', type=positive_int,
+                       help='local: runs at once (default: one per visible GPU, or 1 without GPUs)')
+    bench.add_argument('--threads-per-run', type=positive_int,
+                       help='torch CPU threads of each run (default: local, the CPUs / --jobs; ray, 1); figures '
+                            'are equal across engines at equal threads')
+    bench.add_argument('--gpus-per-run', type=float, default=1.0,
+                       help='ray: GPUs of each task (default 1; 0 on a cluster without GPUs)')
+    bench.add_argument('--retries', type=int, default=3, help='ray: retries of a task whose node died (default 3)')
+    bench.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
 
     demo = sub.add_parser('demo', help='train a tiny IPCE on generated data and report SRCC/PLCC')
     demo.add_argument('--workdir', default='agiqa_demo', help='folder for data, options and experiments')

@@ -46,7 +46,8 @@ def _best_weights(folder: Path) -> Path:
                       '(did it finish?)')
 
 
-def _dataset_key(meta_info_file) -> Optional[str]:
+def dataset_key(meta_info_file) -> Optional[str]:
+    """The package's key of a dataset (agiqa3k, ...) from its meta-info file's name, or None."""
     stem = Path(str(meta_info_file)).stem.lower().replace('-', '_')
     return next((k for k in DATASETS if k == stem or stem.startswith(k)), None)
 
@@ -70,7 +71,7 @@ def experiment_card(folder: Path, splits: Optional[dict] = None) -> tuple:
     option_path = _option_file(folder)
     opt = yaml.safe_load(option_path.read_text())
     train_block = opt['datasets']['train']
-    key = _dataset_key(train_block.get('meta_info_file'))
+    key = dataset_key(train_block.get('meta_info_file'))
     arch = opt['network']['type']
     results = {ds: {m: v['val'] for m, v in metrics.items()} for ds, metrics in record['results'].items()}
     training = dict(experiment=folder.name, dataset=key or train_block.get('name'),

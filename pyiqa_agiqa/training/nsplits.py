@@ -23,12 +23,17 @@ from . import distributed
 from .pipeline import TrainingRun, load_options
 
 
+def split_run_name(name: str, index: int) -> str:
+    """The experiment name of split ``index`` (0-based) of the runs named ``name``."""
+    return f'{name}_Split{index:02d}'
+
+
 def split_options(opt: dict, index: int, root_path: str) -> dict:
     """The options of split ``index`` (0-based)."""
     from pyiqa.utils.options import make_paths
 
     split = deepcopy(opt)
-    split['name'] = f"{opt['name']}_Split{index:02d}"
+    split['name'] = split_run_name(opt['name'], index)
     make_paths(split, root_path)
     for block in split['datasets'].values():
         block['split_index'] = index + 1

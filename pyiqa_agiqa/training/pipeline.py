@@ -35,6 +35,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import List, Optional
 
 import torch
@@ -44,7 +45,7 @@ from ..errors import OptionError, TrainingError
 from . import distributed
 from .data import build_eval_loader, build_train_loader
 from .option_check import check_options
-from ..weights.io import nonfinite_entries
+from ..weights.io import atomic_write, nonfinite_entries
 from .console import Progress, hold_back_console, restore_console
 from .state import StateStore, capture_rng, load_state, restore_rng, resume_path
 
@@ -206,11 +207,13 @@ class TrainingRun:
     """One training run (one split). ``run()`` returns pyiqa's best-metric table.
 
     ``progress=True`` shows a progress bar on the console instead of pyiqa's log lines (see
-    :mod:`.console`); ``log_file`` is the path of the run's full log once it runs."""
+    :mod:`.console`); ``log_file`` is the path of the run's full log once it runs, ``model`` the
+    trained AGIQAModel once it returned (its ``net_best`` holds the selected weights)."""
 
     def __init__(self, opt: dict, opt_file: str, progress: bool = False):
         self.opt, self.opt_file, self.progress = opt, opt_file, progress
         self.log_file: Optional[str] = None
+        self.model = None
         logger_opt = opt.setdefault('logger', {})
         logger_opt.setdefault('print_freq', 100)
         logger_opt.setdefault('use_tb_logger', False)
@@ -277,7 +280,7 @@ class TrainingRun:
                     f"{opt['world_size']}\n\tIterations per epoch: {iters_per_epoch}\n\tTotal epochs: "
                     f'{total_epochs}; iters: {total_iters}')
 
-        model = build_model(opt)
+        model = self.model = build_model(opt)
         model.attach_val_loaders(val_loaders, tb_logger)
         start_epoch, skip, current_iter = 0, 0, 0
         if resume is not None:
@@ -370,7 +373,9 @@ class TrainingRun:
 
 def write_results(opt: dict, model) -> str:
     """``experiments/NAME/results.json``: the figures at the selected checkpoint, where and by
-    what they were selected, and the versions that trained them (read by ``export``)."""
+    what they were selected (with the key metric of every validation of the selection part,
+    ``selection_history``: [[iteration, value], ...]), and the versions that trained them (read
+    by ``export`` and ``benchmark``)."""
     from ..version import versions
 
     path = os.path.join(opt['path']['experiments_root'], RESULTS_FILE)
@@ -378,9 +383,9 @@ def write_results(opt: dict, model) -> str:
     record = dict(name=opt['name'], results=model.best_metric_results, selected_iter=model._best_iter,
                   selected_on=model._select_name, key_metric=getattr(model, 'key_metric', None),
                   outputs=list(model.targets), versions=versions(),
+                  selection_history=[[int(i), float(v)] for i, v in model._selection_history],
                   split=dict(scheme=train.get('split_scheme'), index=train.get('split_index')))
-    with open(path, 'w') as handle:
-        json.dump(record, handle, indent=1)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
     return path
 
 
