@@ -42,6 +42,7 @@ class Run:
     scheme: str            # split_scheme
     targets: Dict[str, str] = field(hash=False)  # network output -> label column
     epochs: str = ''       # total epochs (or iterations) as the option file gives them
+    n_epochs: Optional[int] = None  # the epochs as a number (None: the file counts iterations)
     images: Dict[str, int] = field(default_factory=dict, hash=False)  # rows per part of the split
     select_block: str = ''  # the datasets block whose key metric selects net_best
     test_block: str = ''    # the datasets block whose predictions give the figures
@@ -98,13 +99,20 @@ def scheme_splits(opt: dict, meta=None) -> List[int]:
     return sorted(int(m.group(1)) for m in map(pattern.match, meta.columns) if m)
 
 
-def _epochs(opt: dict) -> str:
+def epoch_count(opt: dict) -> Optional[int]:
+    """The run's epochs (``train.total_epoch`` or the sum of its stages), None when the option
+    file counts iterations (``total_iter``) instead."""
     train = opt.get('train') or {}
     if train.get('total_epoch') is not None:
-        return f"{int(train['total_epoch'])} epochs"
+        return int(train['total_epoch'])
     if train.get('stages'):
-        return f"{sum(int(s.get('epochs', 0)) for s in train['stages'])} epochs"
-    return f"{int(float(train.get('total_iter', 0)))} iterations"
+        return sum(int(s.get('epochs', 0)) for s in train['stages'])
+    return None
+
+
+def _epochs(opt: dict) -> str:
+    count = epoch_count(opt)
+    return f'{count} epochs' if count is not None else f"{int(float(opt['train'].get('total_iter', 0)))} iterations"
 
 
 def _images(opt: dict, meta, split: int) -> Dict[str, int]:
@@ -180,7 +188,8 @@ def plan_runs(option_files: Sequence[str], splits: Optional[Sequence[int]] = Non
             runs.append(Run(
                 run_id=split_run_name(opt['name'], split - 1), name=opt['name'], option_file=path, split=split,
                 method=opt['network']['type'], dataset=_dataset_name(train),
-                scheme=str(scheme), targets=targets, epochs=_epochs(opt), images=_images(opt, meta, split),
+                scheme=str(scheme), targets=targets, epochs=_epochs(opt), n_epochs=epoch_count(opt),
+                images=_images(opt, meta, split),
                 select_block=select, test_block=test))
     return runs
 
@@ -217,5 +226,7 @@ def format_plan(runs: Sequence[Run]) -> str:
                      f"{r.select_block}{' (the test part: no val block)' if r.selected_on_test else ''}\t"
                      f'{r.test_block}')
     total = sum(r.images.get('train', 0) for r in runs)
-    lines.append(f'total: {len(runs)} runs, {total} training images over all runs')
+    passes = sum(r.images.get('train', 0) * r.n_epochs for r in runs if r.n_epochs is not None)
+    lines.append(f'total: {len(runs)} runs, {total} training images over all runs, {passes} training image passes '
+                 '(images x epochs; early stopping can end a run sooner)')
     return '\n'.join(lines)

@@ -48,11 +48,19 @@ def write_outputs(out: Path, runs: Sequence[Run], command: str) -> Dict[str, dic
 
 
 def _write_specs(out: Path, runs: Sequence[Run]) -> None:
+    """``runs/RUN.run.json`` (what the worker reads) and ``plan.json`` (the grid, in order)."""
     folder = out / RUNS_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    plan = json.dumps([asdict(r) for r in runs], indent=1)
+    atomic_write(out / 'plan.json', lambda tmp: Path(tmp).write_text(plan))
     for run in runs:
         spec = {k: v for k, v in asdict(run).items() if k != 'images'}
         atomic_write(folder / f'{run.run_id}.run.json', lambda tmp: Path(tmp).write_text(json.dumps(spec, indent=1)))
+
+
+def load_plan(out: Path) -> List[Run]:
+    """The grid of the last benchmark run in ``out`` (``plan.json``)."""
+    return [Run(**entry) for entry in json.loads((Path(out) / 'plan.json').read_text())]
 
 
 def _crashed(out: Path, run: Run, code: int, tail: str) -> None:
@@ -121,4 +129,4 @@ def plan_text(option_files: Sequence[str], splits: Optional[Sequence[int]] = Non
     return format_plan(plan_runs(option_files, splits))
 
 
-__all__: List[str] = ['run_benchmark', 'write_outputs', 'plan_text', 'ENGINES']
+__all__: List[str] = ['run_benchmark', 'write_outputs', 'load_plan', 'plan_text', 'ENGINES']

@@ -82,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help='images per forward pass (consecutive images of the same size), >= 1')
     score.add_argument('--workers', type=int, default=2, help='image decoding threads (0: decode in line)')
     score.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'],
-                       help='fp32 (default, the reference) or bf16 / fp16 CLIP towers (faster; see the README)')
+                       help='fp32 (default, the reference) or bf16 / fp16 CLIP towers (faster; see docs/speed.md)')
     score.add_argument('--compile', nargs='?', const='default', choices=['default', 'reduce-overhead', 'max-autotune'],
-                       help='torch.compile the CLIP towers (optionally a mode; off by default: see the README)')
+                       help='torch.compile the CLIP towers (optionally a mode; off by default: see docs/speed.md)')
     score.add_argument('--max-pixels', type=int, metavar='N',
                        help="refuse (as the row's error) images declaring more than N pixels: decompression bombs "
                             "(default: PIL's limit, 89478485; 0: none)")

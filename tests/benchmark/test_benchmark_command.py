@@ -5,6 +5,7 @@ and the Ray engine, whose results equal the sequential ones."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +82,19 @@ def test_tables_and_report_hold_every_run(uninterrupted):
     for plot in ('bars', 'scatter_ipce_tiny_score', 'scatter_cianet_tiny_quality', 'val_cianet_tiny'):
         assert (uninterrupted / 'plots' / f'{plot}.png').stat().st_size > 1000
         assert f'(plots/{plot}.png)' in report
+
+
+def test_without_matplotlib_everything_but_the_plots_is_written(uninterrupted, tmp_path, monkeypatch):
+    from pyiqa_agiqa.benchmark import report
+    from pyiqa_agiqa.benchmark.runner import load_plan, write_outputs
+
+    out = tmp_path / 'copy'
+    shutil.copytree(uninterrupted, out, ignore=shutil.ignore_patterns('plots'))
+    monkeypatch.setattr(report, '_pyplot', lambda: None)
+    write_outputs(out, load_plan(out), 'pyiqa-agiqa benchmark ...')
+    assert not (out / 'plots').exists()
+    assert (out / 'results.csv').read_text() == (uninterrupted / 'results.csv').read_text()
+    assert report.MATPLOTLIB_HINT in (out / 'report.md').read_text()
 
 
 def test_figures_recompute_from_the_predictions(uninterrupted):
