@@ -34,6 +34,7 @@ def write_grid(workdir: Path) -> list:
     cianet = cianet_options(data, 'cianet_demo', stage_epochs=(3, 5), batch=16)
     cianet['val']['metrics']['krcc'] = {'type': 'calculate_krcc'}
     for opt in (ipce, cianet):
+        opt['num_gpu'] = 'auto'  # the visible GPU where there is one (the device check), else the CPU
         opt['val'].update(val_freq=1e9, val_epochs=1)
         for block in opt['datasets'].values():
             block['num_worker_per_gpu'] = 0
