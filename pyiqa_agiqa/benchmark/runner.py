@@ -100,16 +100,14 @@ def run_benchmark(option_files: Sequence[str], out: str, splits: Optional[Sequen
         threads = threads or max(1, (os.cpu_count() or 1) // jobs)
         finished = engines.run_local(out, [r.run_id for r in todo], jobs, threads, gpus)
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc='benchmark', unit='run', disable=not progress)
-    write_outputs(out, runs, command)
+    records = write_outputs(out, runs, command)
     for run_id, code, tail in finished:
         _crashed(out, by_id[run_id], code, tail)
-        record = read_record(out, run_id)
         bar.update(1)
-        bar.write(_summary(record))
-        write_outputs(out, runs, command)
+        bar.write(_summary(read_record(out, run_id)))
+        records = write_outputs(out, runs, command)
     bar.close()
-    records = write_outputs(out, runs, command)
-    failed = [k for k, v in records.items() if v.get('status') != 'finished']
+    failed = [r.run_id for r in runs if (records.get(r.run_id) or {}).get('status') != 'finished']
     print(f'{len(runs) - len(failed)} of {len(runs)} runs finished; tables, plots and report in {out}', flush=True)
     if failed:
         raise TrainingError(f'{len(failed)} of {len(runs)} runs failed ({", ".join(failed)}); {out}/runs.csv names '
@@ -125,8 +123,4 @@ def _summary(record: dict) -> str:
     return f"{record['run']}: {figures} ({record['seconds']:.0f} s{', resumed' if record.get('resumed') else ''})"
 
 
-def plan_text(option_files: Sequence[str], splits: Optional[Sequence[int]] = None) -> str:
-    return format_plan(plan_runs(option_files, splits))
-
-
-__all__: List[str] = ['run_benchmark', 'write_outputs', 'load_plan', 'plan_text', 'ENGINES']
+__all__: List[str] = ['run_benchmark', 'write_outputs', 'load_plan', 'ENGINES']
