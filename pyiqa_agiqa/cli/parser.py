@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help='option files (the grid: method x dataset)')
     bench.add_argument('--splits', nargs='+', type=positive_int, metavar='N',
                        help="split indices (1-based) of each file's split scheme (default: every split it has)")
-    bench.add_argument('--out', required=True, help='folder of the benchmark (give the same one to continue it)')
+    bench.add_argument('--out', help='folder of the benchmark (the same one continues it); not needed with --plan')
     bench.add_argument('--plan', action='store_true', help='print the grid (runs, epochs, images) and exit')
     bench.add_argument('--engine', choices=['local', 'ray'], default='local',
                        help='local (child processes, one per GPU) or ray (a Ray task per run; RAY_ADDRESS or local)')

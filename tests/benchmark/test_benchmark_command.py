@@ -58,11 +58,14 @@ def uninterrupted(grid):
 
 def test_plan_prints_the_grid_and_runs_nothing(grid):
     root, files = grid
-    result = cli(['benchmark', '-opt', *files, '--out', 'planned', '--plan'], cwd=root)
+    before = sorted(root.iterdir())
+    result = cli(['benchmark', '-opt', *files, '--plan'], cwd=root)
     lines = result.stdout.splitlines()
     assert lines[0] == '6 runs'  # default: every split of the demo scheme (3) x 2 files
     assert any(line.startswith('cianet_tiny_Split02\tCIANet\tdemo\tdemo 3\t2 epochs\t') for line in lines)
-    assert not (root / 'planned').exists()
+    assert sorted(root.iterdir()) == before  # nothing written
+    missing = cli(['benchmark', '-opt', *files], cwd=root, check=False)
+    assert missing.returncode == 2 and missing.stderr.startswith('error: benchmark needs --out DIR')
 
 
 def test_tables_and_report_hold_every_run(uninterrupted):
