@@ -132,7 +132,7 @@ def test_odd_image_modes_become_consistent_rgb(tmp_path, mode):
     img.save(path)
     out = load_rgb(path)
     assert out.mode == 'RGB' and out.size == (20, 16)
-    # one grey level: PIL's conversions (16-bit to 8-bit, CMYK, palette) round to the nearest level their own way
+    # at most one 8-bit level, the quantisation step of the 16-bit scaling and of PIL's integer mode conversions
     assert np.abs(np.asarray(out).astype(int) - expected.astype(int)).max() <= 1
 
 
