@@ -76,6 +76,10 @@ def on_finished(self, before):
             name = loader.dataset.opt['name']
             RECORD['check'][name] = {o: float(np.abs(gathered[o] - alone[o]).max()) for o in gathered}
             RECORD['check'][name + '_n'] = len(next(iter(gathered.values())))
+            scale = float(AGIQAModel.get_bare_model(None, self.net).backbone.logit_scale())
+            ranges = {'quality': float(np.abs(alone['quality']).max()) + 1, 'authenticity': 5 * scale,
+                      'consistency': scale}  # the magnitudes of the outputs' rounding (tests/archs/test_cianet.py)
+            RECORD['check'][name + '_range'] = {o: ranges[o] for o in gathered}
         self.net = self.net_best_backup
 
 

@@ -38,7 +38,10 @@ def test_prompts_are_coop_texts_with_placeholders(tiny):
     words = [tokenizer.decoder[t] for t in first[:first.index(tokenizer.eot_token_id) + 1]]
     assert words == ['<start_of_text>'] + ['x</w>'] * 16 + ['terrible</w>', '.</w>', '<end_of_text>']
     ctx = tiny.prompt_learner.ctx
-    assert ctx.shape == (16, 64) and abs(ctx.std().item() - 0.02) < 0.004 and abs(ctx.mean().item()) < 0.004
+    # CoOp's init N(0, 0.02) over n = 1024 entries: mean and std within 6 of their standard errors
+    n = ctx.numel()
+    assert ctx.shape == (16, 64) and abs(ctx.std().item() - 0.02) < 6 * 0.02 / math.sqrt(2 * n)
+    assert abs(ctx.mean().item()) < 6 * 0.02 / math.sqrt(n)
 
 
 def test_output_shapes_and_raw_scale():
@@ -51,7 +54,7 @@ def test_output_shapes_and_raw_scale():
     with torch.no_grad():  # no squashing: a zero head with bias 37.5 predicts 37.5 (AIGCIQA2023 scale)
         net.head[4].weight.zero_()
         net.head[4].bias.fill_(37.5)
-    assert torch.allclose(net(torch.rand(2, 3, 32, 32))['quality'], torch.full((2,), 37.5))
+    assert torch.equal(net(torch.rand(2, 3, 32, 32))['quality'], torch.full((2,), 37.5))  # 0 * h + 37.5, exactly
     with pytest.raises(ValueError, match='output must be None or one of'):
         CLIPAGIQA(output='alignment', **TINY)
 
@@ -99,7 +102,9 @@ def test_score_matches_hand_computation(tiny):
     with torch.no_grad():
         score = tiny(x)['quality'].numpy()
     expected = hand_quality(tiny, x)
-    assert np.allclose(score, expected, atol=1e-5), (score, expected)
+    # the same float32 encoders; the normalisations and the head (7 x 64 and 512 terms) in float32 here
+    tolerance = rounding(torch.float32, np.abs(expected).max() + 1)
+    assert np.allclose(score, expected, atol=tolerance, rtol=0), (score, expected)
 
 
 def test_float64_network_matches_float32_and_the_hand_computation(tiny):
@@ -127,6 +132,7 @@ def test_eval_transform_is_the_published_test_transform():
     x = torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255
     ours = CLIPAGIQA.resize_center_crop(type('S', (), {'image_size': 224})(), x)[0]
     assert ours.shape == reference.shape == (3, 224, 224)
+    # PIL resamples in 8 bits with its own bicubic (a = -0.5, torch's -0.75): a mean gap of under ~2.5 levels
     assert (ours - reference).abs().mean() < 0.01 and ours.min() >= 0 and ours.max() <= 1
     same = torch.rand(1, 3, 224, 224)
     assert torch.equal(CLIPAGIQA.resize_center_crop(type('S', (), {'image_size': 224})(), same), same)
@@ -136,7 +142,8 @@ def test_training_mode_draws_a_random_resized_crop_per_sample(tiny):
     net = CLIPAGIQA(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), **TINY).train()
     x = torch.rand(2, 3, 64, 64)
     whole = torch.nn.functional.interpolate(x, size=(32, 32), mode='bicubic', antialias=True, align_corners=False)
-    assert torch.allclose(net.preprocess(x), whole.clamp(0, 1), atol=1e-5)  # scale 1, ratio 1: the whole image
+    taps = rounding(torch.float32, ops=32)  # antialiased bicubic, <= 64 to 32 px on [0, 1]: 8 taps per axis, 2 passes
+    assert torch.allclose(net.preprocess(x), whole.clamp(0, 1), atol=taps, rtol=0)  # scale 1, ratio 1: the whole image
     net = CLIPAGIQA(**TINY).train()
     x = torch.rand(1, 3, 64, 64).expand(6, -1, -1, -1)
     torch.manual_seed(1)
@@ -146,7 +153,7 @@ def test_training_mode_draws_a_random_resized_crop_per_sample(tiny):
     torch.manual_seed(1)
     top, left, h, w = T.RandomResizedCrop.get_params(x[0], [0.08, 1.0], [3 / 4, 4 / 3])
     first = T.functional.resized_crop(x[0], top, left, h, w, [32, 32], T.InterpolationMode.BICUBIC, antialias=True)
-    assert torch.allclose(crops[0], first.clamp(0, 1))
+    assert torch.allclose(crops[0], first.clamp(0, 1), atol=taps, rtol=0)
     net.eval()
     assert torch.equal(net.preprocess(x), net.resize_center_crop(x))
 
@@ -158,7 +165,8 @@ def test_batch_independence_and_prompt_is_ignored(tiny):
         alone = torch.cat([tiny(images[i:i + 1])['quality'] for i in range(3)])
         with_prompts = tiny(images, prompt=['a cat', '', 'a tree'])['quality']
         with_str = tiny(images[:1], prompt='a dog')['quality']
-    assert torch.allclose(together, alone, atol=1e-5)
+    tolerance = 2 * rounding(torch.float32, float(together.abs().max()) + 1)  # other batches: two float32 runs
+    assert torch.allclose(together, alone, atol=tolerance, rtol=0)
     assert torch.equal(together, with_prompts) and torch.equal(together[:1], with_str)
 
 
@@ -176,7 +184,8 @@ def test_aux_prompts_option():
                            if not k.startswith(('head', 'prompt_learner.aux'))},
                           strict=False)
     with torch.no_grad():  # the quality set is the published one, the aux sets follow it
-        assert torch.allclose(net.text_features()[:6], plain.text_features(), atol=1e-6)
+        # 18 texts in one batch or 6: two float32 runs of the text tower, unit features
+        assert torch.allclose(net.text_features()[:6], plain.text_features(), atol=2 * rounding(torch.float32), rtol=0)
         assert net(torch.rand(2, 3, 32, 32))['quality'].shape == (2,)
 
 
@@ -198,7 +207,9 @@ def test_metric_with_tiny_clip(tmp_path, no_network):
     Image.fromarray(array).save(path)
     from_tensor = metric(torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255, prompt='a cat')
     assert from_tensor.shape == (1, 1)
-    assert torch.allclose(metric(str(path)), from_tensor) and torch.allclose(metric(str(path), prompt='x'), from_tensor)
+    tolerance = 2 * rounding(torch.float32, float(from_tensor.abs().max()) + 1)  # pixels read by pyiqa: 2 float32 runs
+    assert torch.allclose(metric(str(path)), from_tensor, atol=tolerance, rtol=0)
+    assert torch.allclose(metric(str(path), prompt='x'), from_tensor, atol=tolerance, rtol=0)
 
 
 def test_published_architecture_vit_b16(no_network):
@@ -270,9 +281,14 @@ def test_recipe_groups_and_schedule_match_the_reference(tiny, monkeypatch):
         lrs.append([g['lr'] for g in optimizer.param_groups])
         optimizer.step()
         stub.update_learning_rate(epoch + 2, warmup_iter=opt['train'].get('warmup_iter', -1))
-    for epoch in range(100):
-        assert lrs[epoch] == pytest.approx([dassl_lr(epoch)] * 2, abs=1e-10), epoch
-    assert lrs[100][0] < 1e-6 and all(g['momentum'] == 0.9 for g in optimizer.param_groups)
+    # OneCycleLR's cosine ends at max_lr / div_factor / final_div_factor (1e-11), Dassl's at 0: the rates
+    # differ by that floor at most, plus the float64 rounding of a cosine schedule
+    schedule = opt['train']['scheduler']
+    floor = schedule['max_lr'] / schedule['div_factor'] / schedule['final_div_factor']
+    tolerance = floor + rounding(torch.float64, scale=schedule['max_lr'], ops=16)
+    for epoch in range(101):  # the 101st loader pass too, at about 5e-7
+        assert lrs[epoch] == pytest.approx([dassl_lr(epoch)] * 2, abs=tolerance), epoch
+    assert all(g['momentum'] == 0.9 for g in optimizer.param_groups)
 
 
 def test_training_lowers_the_loss_on_one_batch(demo_data):

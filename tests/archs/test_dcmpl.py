@@ -190,8 +190,10 @@ def test_scores_match_hand_computation(modules):
     with torch.no_grad():
         out = net(x)
     q, a = hand_scores(net, x)
-    np.testing.assert_allclose(out['quality'].numpy(), q, atol=2e-6)
-    np.testing.assert_allclose(out['alignment'].numpy(), a, atol=2e-6)
+    # the prompts enter the float32 towers rounded from the written-out ones: float32 rounding of
+    # the towers and the two-way softmax, on probabilities in [0, 1]
+    np.testing.assert_allclose(out['quality'].numpy(), q, atol=rounding(torch.float32))
+    np.testing.assert_allclose(out['alignment'].numpy(), a, atol=rounding(torch.float32))
     assert not np.allclose(q, a)
 
 
@@ -224,7 +226,9 @@ def test_outputs_shapes_and_ranges(tiny):
     assert q.shape == a.shape == (3, 1)
     torch.testing.assert_close(q[:, 0], out['quality'])
     torch.testing.assert_close(a[:, 0], out['alignment'])
-    torch.testing.assert_close(grey['quality'], tiny(x[:, :1].expand(-1, 3, -1, -1))['quality'])
+    # repeated or expanded grey: other memory layouts, two float32 runs, scores in [0, 1]
+    torch.testing.assert_close(grey['quality'], tiny(x[:, :1].expand(-1, 3, -1, -1))['quality'],
+                               atol=2 * rounding(torch.float32), rtol=0)
 
 
 def test_prompt_is_accepted_and_checked(tiny):
@@ -269,7 +273,8 @@ def test_eval_score_is_the_mean_over_the_patch_grid(tiny):
         whole = tiny(img)
         per_patch = tiny(crops)  # 32 x 32 inputs: one patch each
     for k in ('quality', 'alignment'):
-        torch.testing.assert_close(whole[k], per_patch[k].mean().view(1), atol=1e-6, rtol=0)
+        # the grid's patches and the crops: two float32 runs, scores in [0, 1]
+        torch.testing.assert_close(whole[k], per_patch[k].mean().view(1), atol=2 * rounding(torch.float32), rtol=0)
         assert per_patch[k].std() > 0
 
 
@@ -279,7 +284,8 @@ def test_samples_of_a_batch_do_not_interact_in_eval(tiny):
         batch = tiny(x)
         alone = [tiny(x[i:i + 1]) for i in range(4)]
     for k in batch:
-        torch.testing.assert_close(batch[k], torch.cat([a[k] for a in alone]), atol=1e-6, rtol=0)
+        # other batches: two float32 runs, scores in [0, 1]
+        torch.testing.assert_close(batch[k], torch.cat([a[k] for a in alone]), atol=2 * rounding(torch.float32), rtol=0)
 
 
 def test_chunking_does_not_change_scores():
@@ -288,7 +294,7 @@ def test_chunking_does_not_change_scores():
         a = tiny_net(test_chunk=64).eval()(x)
         b = tiny_net(test_chunk=3).eval()(x)
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+        torch.testing.assert_close(a[k], b[k], atol=2 * rounding(torch.float32), rtol=0)  # other chunks: 2 float32 runs
 
 
 # ----- metrics and weights -----

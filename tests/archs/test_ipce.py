@@ -109,8 +109,9 @@ def test_extreme_probabilities_give_the_ends_of_the_range():
 
     best = torch.tensor([[0., 0, 0, 0, 1e4]])
     worst = torch.tensor([[1e4, 0., 0, 0, 0]])
-    assert ipce_score(best[:, None].repeat(1, 3, 1), best).item() == pytest.approx(5.0)
-    assert ipce_score(worst[:, None].repeat(1, 3, 1), worst).item() == pytest.approx(0.0)
+    # exp(-1e4) is 0 in float32: one-hot probabilities, (5 - 1) / 4 * 5 and (1 - 1) / 4 * 5 exactly
+    assert ipce_score(best[:, None].repeat(1, 3, 1), best).item() == 5.0
+    assert ipce_score(worst[:, None].repeat(1, 3, 1), worst).item() == 0.0
 
 
 @pytest.mark.parametrize('prompt, size, message', [
@@ -131,7 +132,7 @@ def test_batch_independence(tiny_ipce):
     with torch.no_grad():
         together = tiny_ipce(images, prompt=prompts)[:, 0]
         alone = torch.cat([tiny_ipce(images[i:i + 1], prompt=[prompts[i]])[:, 0] for i in range(3)])
-    assert torch.allclose(together, alone, atol=1e-5)
+    assert torch.allclose(together, alone, atol=2 * rounding(torch.float32, scale=5), rtol=0)  # other batches: two runs
 
 
 def test_metric_accepts_tensor_path_and_pil(tmp_path):
@@ -143,7 +144,9 @@ def test_metric_accepts_tensor_path_and_pil(tmp_path):
     from_tensor = metric(torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255, prompt='a cat')
     from_path = metric(str(path), prompt='a cat')
     from_pil = metric(Image.open(path), prompt='a cat')
-    assert torch.allclose(from_tensor, from_path) and torch.allclose(from_tensor, from_pil)
+    tolerance = 2 * rounding(torch.float32, scale=5)  # pixels read by pyiqa: two float32 runs on 0-5 scores
+    assert torch.allclose(from_tensor, from_path, atol=tolerance, rtol=0)
+    assert torch.allclose(from_tensor, from_pil, atol=tolerance, rtol=0)
     assert 0 <= from_tensor.item() <= 5
 
 

@@ -13,6 +13,7 @@ from pyiqa_agiqa.training.pipeline import run_training
 from pyiqa_agiqa.training.state import StateStore
 from pyiqa_agiqa.weights.io import load_state_dict
 
+from conftest import rounding
 from training_helpers import experiment, ipce_options, write_options
 
 TINY = dict(clip_model='AGIQA-Tiny-ViT', min_side=64, stride=8, large_side=100000)
@@ -28,7 +29,9 @@ def test_low_precision_metric_casts_once_and_returns_float32(precision, dtype):
     assert low.net.backbone.mean.dtype == torch.float32  # the normalisation before them, the maths after them
     x = torch.rand(2, 3, 64, 80)
     a, b = reference(x, prompt=['a fox', 'a cat']), low(x, prompt=['a fox', 'a cat'])
-    assert b.dtype == torch.float32 and 0 < (a - b).abs().max() < 0.01
+    # the towers in the low dtype move the 0-5 score by about one of its roundings there (eps * 5: 0.039
+    # for bf16, 0.0049 for fp16; seen 0.008 and 0.0002): a closeness, the errors of many operations mostly cancel
+    assert b.dtype == torch.float32 and 0 < (a - b).abs().max() < rounding(dtype, scale=5, ops=1)
     ones = torch.ones(1, 3, 64, 64, dtype=torch.bfloat16)  # pyiqa's own check would refuse 1.0 in bf16
     assert torch.isfinite(low(ones, prompt='white')).all()
 
@@ -43,7 +46,9 @@ def test_set_precision_back_to_fp32_restores_the_reference():
         set_precision(net, 'fp32')
         after = net(x, prompt=['a', 'b'])
     assert {p.dtype for p in net.parameters()} == {torch.float32}
-    assert (before - after).abs().max() < 0.05  # the bf16 round trip rounded the weights once
+    # the bf16 round trip rounded the weights once (relative eps / 2): the quality moves by about eps on
+    # its range (seen 0.003 on 0.006, against 0.0078)
+    assert (before - after).abs().max() < rounding(torch.bfloat16, scale=float(before.abs().max()) + 1, ops=1)
     with pytest.raises(ValueError, match="precision must be one of \\['fp32', 'bf16', 'fp16'\\]"):
         set_precision(net, 'int8')
 

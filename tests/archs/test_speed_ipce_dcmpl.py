@@ -14,7 +14,7 @@ from pyiqa_agiqa.archs.dcmpl_arch import DCMPL
 from pyiqa_agiqa.archs.ipce_arch import IPCE, IPCEViews, correspondence_texts, ipce_score
 from pyiqa_agiqa.archs.backbone.precision import set_precision
 
-from conftest import TINY
+from conftest import TINY, rounding
 
 TINY_DCMPL = dict(clip_model='AGIQA-Tiny-ViT', pretrained=False, test_stride=16)
 
@@ -180,7 +180,11 @@ def test_views_of_a_strided_input_and_their_gradient():
     weights = torch.rand(2, 9, 3, 32, 32)
     (cfg(a, train=True, generator=torch.Generator().manual_seed(1)) * weights).sum().backward()
     (loop_views(cfg, b, True, torch.Generator().manual_seed(1)) * weights).sum().backward()
-    torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-6)  # overlapping patches: sums in another order
+    # overlapping patches: each pixel's gradient sums the same positive terms (at most one per view) in
+    # another order, so the two sums differ by at most (views - 1) * eps * the sum
+    views = weights.shape[1]
+    tolerance = rounding(torch.float32, float(b.grad.abs().max()), ops=views)
+    torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=tolerance)
 
 
 def test_view_cutting_memory_is_flat_per_image():
@@ -260,8 +264,10 @@ def test_ipce_gradients_equal_the_straightforward_computation():
     fast, ref = grads
     assert fast.keys() == ref.keys() and len(fast) > 10
     for name in fast:
-        if name == 'image':  # overlapping patches: the same terms summed in another order
-            torch.testing.assert_close(fast[name], ref[name], rtol=0, atol=1e-6)
+        if name == 'image':  # overlapping patches: the same terms summed in another order, within the
+            # rounding of the backward pass at the gradient's magnitude (the terms have both signs)
+            tolerance = rounding(torch.float32, float(ref[name].abs().max()))
+            torch.testing.assert_close(fast[name], ref[name], rtol=0, atol=tolerance)
         else:
             assert torch.equal(fast[name], ref[name]), name
 

@@ -18,6 +18,8 @@ from pyiqa_agiqa.metrics.factory import create_metrics
 from pyiqa_agiqa.scoring.rows import rows_from_csv
 from pyiqa_agiqa.scoring.local import score_rows
 
+from conftest import rounding
+
 TEXTS = ['a red fox in the snow', 'a cat', 'a red fox in the snow', 'tom &amp; jerry, &lt;3', 'café crème, ½ cup',
          'a very detailed painting of a castle ' * 30, '  spaced\tout\nprompt  ']
 
@@ -84,9 +86,11 @@ def test_scorer_tokenises_prompts_in_a_thread_and_scores_are_unchanged(tmp_path)
         assert tokenised_ahead == prompt_texts[name]
         assert not tokenised_here & prompt_texts[name]  # the model never waited for a prompt's tokens
     assert not prompt_texts['cianet_authenticity']
+    scale = float(metrics['cianet_consistency'].net.backbone.logit_scale())
+    ranges = {'ipce': 5, 'cianet_consistency': scale, 'cianet_authenticity': 5 * scale}  # as tests/archs/test_cianet.py
     for name in metrics:  # the same scores as uncached metric calls on each image
         metrics[name].net.backbone.token_cache.clear()
         for _, row in table.iterrows():
             image = torch.from_numpy(np.asarray(Image.open(row['image']), dtype=np.float32) / 255).permute(2, 0, 1)
             direct = metrics[name](image[None], prompt=[row['prompt']]).item()
-            assert abs(direct - row[name]) < 1e-5  # (batches of 2 vs 1: float rounding)
+            assert abs(direct - row[name]) <= 2 * rounding(torch.float32, ranges[name])  # batches of 2 vs 1: two runs

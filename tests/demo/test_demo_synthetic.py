@@ -109,5 +109,6 @@ def test_correspondence_follows_mismatch(large):
     assert 0.1 < factors["mismatch"].mean() < 0.5
     by_match = meta.groupby(factors["mismatch"])["mos_correspondence"].mean()
     assert by_match[False] - by_match[True] > 2
-    # the quality label ignores the mismatch
-    assert abs(spearmanr(factors["mismatch"], meta["mos_quality"])[0]) < 0.3
+    # the quality label ignores the mismatch: for independent columns Spearman's rho has a standard
+    # deviation of about 1 / sqrt(n - 1) (0.075 for n = 180), and 0.3 is 4 of them
+    assert abs(spearmanr(factors["mismatch"], meta["mos_quality"])[0]) < 4 / np.sqrt(len(meta) - 1)

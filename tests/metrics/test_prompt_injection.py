@@ -5,6 +5,14 @@ import torch
 
 from pyiqa_agiqa.archs.backbone.clip import CLIPBackbone
 
+from conftest import rounding
+
+
+def same_up_to_rounding(a, b):
+    """Two float32 runs of the text or image tower (other code paths or batches): each is within
+    rounding() of the exact value at the features' magnitude, so they differ by at most twice that."""
+    return torch.allclose(a, b, rtol=0, atol=2 * rounding(torch.float32, scale=float(b.abs().max())))
+
 
 @pytest.fixture(scope='module')
 def backbone():
@@ -15,7 +23,7 @@ def backbone():
 def test_unprompted_paths_equal_open_clip(backbone):
     tokens = backbone.tokenize(['a photo of a cat', 'X X good photo.'])
     with torch.no_grad():
-        assert torch.allclose(backbone.encode_text_prompted(tokens, []), backbone.model.encode_text(tokens), atol=1e-5)
+        assert same_up_to_rounding(backbone.encode_text_prompted(tokens, []), backbone.model.encode_text(tokens))
 
 
 def test_text_prompt_at_input_equals_editing_the_embeddings(backbone):
@@ -29,7 +37,7 @@ def test_text_prompt_at_input_equals_editing_the_embeddings(backbone):
         x[:, 1:1 + n_ctx] = ctx
         x = m.transformer(x + m.positional_embedding, attn_mask=m.attn_mask)
         x = m.ln_final(x)[torch.arange(2), tokens.argmax(-1)] @ m.text_projection
-    assert torch.allclose(out, x, atol=1e-5)
+    assert same_up_to_rounding(out, x)
 
 
 def test_deep_text_prompts_change_the_output_and_get_gradients(backbone):
@@ -53,7 +61,7 @@ def test_visual_prompts_are_appended_and_replaced_per_layer(backbone):
         plain = backbone.encode_image(images)
         alone = backbone.encode_image_prompted(images[:1], prompts)
     assert not torch.allclose(out, plain)
-    assert torch.allclose(out[:1], alone, atol=1e-5)  # prompts never mix samples
+    assert same_up_to_rounding(out[:1], alone)  # prompts never mix samples
     out.sum().backward()
     assert all(p.grad.abs().sum() > 0 for p in prompts)
 

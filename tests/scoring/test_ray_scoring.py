@@ -19,6 +19,9 @@ from pyiqa_agiqa.scoring.ray_engine import read_results, score_with_ray  # noqa:
 from pyiqa_agiqa.metrics.factory import create_metrics  # noqa: E402
 from pyiqa_agiqa.scoring.rows import rows_from_csv  # noqa: E402
 from pyiqa_agiqa.scoring.local import score_rows  # noqa: E402
+import torch  # noqa: E402
+
+from conftest import rounding  # noqa: E402
 
 pytestmark = pytest.mark.ray
 TINY = dict(pretrained=False, clip_model='AGIQA-Tiny-ViT', min_side=64, stride=8, large_side=100000)
@@ -66,7 +69,9 @@ def test_scores_equal_the_single_process_scorer_and_the_corrupt_image_is_a_row(l
     ok = expected['error'] == ''
     for name in METRICS:
         diff = (results.loc[expected.index[ok], name].astype(float) - expected.loc[ok, name].astype(float)).abs()
-        assert diff.max() < 1e-5, diff.max()
+        # other batches on the actors: two float32 runs, each within rounding() of the exact score on its
+        # range (ipce 0-5, consistency: the random weights' logit scale 1 / 0.07)
+        assert diff.max() <= 2 * rounding(torch.float32, {'ipce': 5, 'cianet_consistency': 1 / 0.07}[name]), diff.max()
     assert (results.loc[expected.index[ok], 'prompt_source'] == 'csv').all()
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
+from conftest import rounding
 from training_helpers import cianet_options, experiment, write_options
 
 PROBE = Path(__file__).resolve().parents[1] / 'dist_probe.py'
@@ -75,8 +77,9 @@ def test_gathered_validation_equals_one_process(two_process_run):
     _, _, (r0, _) = two_process_run
     check = r0['check']
     assert check['demo_val_n'] == 3 and check['demo_test_n'] == 6
-    for name in ('demo_val', 'demo_test'):
-        assert max(check[name].values()) <= 1e-6, check
+    for name in ('demo_val', 'demo_test'):  # other batches: two float32 runs, each within rounding() of the exact
+        ranges = check[name + '_range']
+        assert all(diff <= 2 * rounding(torch.float32, ranges[o]) for o, diff in check[name].items()), check
 
 
 def test_sampler_shards_partition_every_epoch():

@@ -13,6 +13,7 @@ from pyiqa_agiqa.training.pipeline import run_training
 from pyiqa_agiqa.weights.io import (UnsafeWeightsError, WeightsFormatError, load_network_weights, load_state_dict,
                                     save_weights)
 
+from conftest import rounding
 from training_helpers import cli, experiment, ipce_options, write_options
 
 TINY_IPCE = dict(clip_model='AGIQA-Tiny-ViT', min_side=64, stride=8, large_side=100000)
@@ -98,9 +99,10 @@ def test_safetensors_and_pth_weights_give_the_same_scores(tmp_path):
     scores = [pyiqa.create_metric('ipce', device='cpu', clip_pretrained=None, pretrained_model_path=str(path),
                                   **TINY_IPCE)(x, prompt=['a', 'b']) for path in (old, new)]
     assert torch.equal(scores[0], scores[1])
-    torch.testing.assert_close(scores[0], expected, rtol=0, atol=1e-5)
+    tolerance = 2 * rounding(torch.float32, scale=5)  # the metric and the bare network: two float32 runs, 0-5 scores
+    torch.testing.assert_close(scores[0], expected, rtol=0, atol=tolerance)
     fresh = pyiqa.create_metric('ipce', device='cpu', pretrained=False, **TINY_IPCE)(x, prompt=['a', 'b'])
-    assert (fresh - expected).abs().max() > 1e-3  # the comparison above is not trivially true
+    assert (fresh - expected).abs().max() > 10 * tolerance  # the comparison above is not trivially true
     with pytest.raises(WeightsFormatError, match="does not fit IPCE: 0 missing key.*1 unexpected key"):
         state = dict(load_state_dict(new), extra=torch.zeros(1))
         save_weights(state, tmp_path / 'extra.safetensors')
@@ -123,7 +125,8 @@ def test_convert_weights_needs_trust_and_makes_a_loadable_file(tmp_path):
     x = torch.rand(1, 3, 64, 64)
     metric = pyiqa.create_metric('ipce', device='cpu', clip_pretrained=None, pretrained_model_path=str(out),
                                  **TINY_IPCE)
-    torch.testing.assert_close(metric(x, prompt='a'), net.eval()(x, prompt='a').detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(metric(x, prompt='a'), net.eval()(x, prompt='a').detach(), rtol=0,
+                               atol=2 * rounding(torch.float32, scale=5))  # two float32 runs, 0-5 scores
 
 
 def test_training_can_write_safetensors(demo_data, tmp_path):
