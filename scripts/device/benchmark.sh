@@ -7,17 +7,8 @@
 # Each part has its own time limit, so a slow part cannot take the others' results with it.
 # Smoke test on a CPU machine: DEVICE=cpu QUICK=1 PY=python bash scripts/device/benchmark.sh
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/agiqa_device_out}; mkdir -p "$OUT"
-PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}
-if ls .whl/*.whl >/dev/null 2>&1; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || { echo "wheel install failed"; exit 1; }
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+source "$(dirname "$0")/setup_env.sh"
+DEVICE=${DEVICE:-cuda}
 if [ -n "${QUICK:-}" ]; then  # a few seconds a part: checks the script, not the machine
     SIZE="--size 256 --batch-size 2 --repeats 1"; SCORING=8; DIFF=4; MEM="2 4"; METRICS="--metrics cianet"; TOKENS=8
 else

@@ -8,17 +8,7 @@
 # devices.txt (the device each run trained on, from runs/*.json).
 # Smoke test on a CPU machine: PY=python bash scripts/device/benchmark_command.sh
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/agiqa_device_out}; mkdir -p "$OUT"
-PY=${PY:-python3}
-if ls .whl/*.whl >/dev/null 2>&1; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || { echo "wheel install failed"; exit 1; }
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+source "$(dirname "$0")/setup_env.sh"
 WORK=$(mktemp -d)
 timeout 240 $PY scripts/small_benchmark.py "$WORK/small" --jobs 1 2>&1 | tr '\r' '\n' | grep -v '^benchmark:' \
     | tee "$OUT/benchmark.txt"
