@@ -28,7 +28,7 @@ from . import engines
 from .grid import Run, format_plan, plan_runs, write_run_options
 from .report import report_markdown, write_plots, write_report
 from .tables import (RESULT_COLUMNS, RUN_COLUMNS, best_runs, copy_best, result_rows, run_rows, write_csv)
-from .worker import RUNS_DIR, read_record, write_record
+from .worker import BUSY, RUNS_DIR, read_record, write_record
 
 ENGINES = ('local', 'ray')
 
@@ -64,11 +64,17 @@ def load_plan(out: Path) -> List[Run]:
 
 
 def _crashed(out: Path, run: Run, code: int, tail: str) -> None:
-    """A worker that ended without writing its record (killed, out of memory): a failed record."""
-    if read_record(out, run.run_id) is None:
-        write_record(out, dict(asdict(run), run=run.run_id, status='failed', resumed=None, seconds=None,
-                               error=f'the run\'s process ended with status {code} without a result (killed? out of '
-                                     f"memory?); its log: {engines.LOGS_DIR}/{run.run_id}.log: {tail[-300:]}"))
+    """A worker that ended without writing its record (killed, out of memory, or its run held
+    by another live process): a failed record saying which."""
+    if read_record(out, run.run_id) is not None:
+        return
+    if code == BUSY:
+        error = (f'another process (a second benchmark on {out}?) is running {run.run_id}: not started twice; '
+                 'run the command again when that one has ended')
+    else:
+        error = (f'the run\'s process ended with status {code} without a result (killed? out of memory?); '
+                 f'its log: {engines.LOGS_DIR}/{run.run_id}.log: {tail[-300:]}')
+    write_record(out, dict(asdict(run), run=run.run_id, status='failed', resumed=None, seconds=None, error=error))
 
 
 def run_benchmark(option_files: Sequence[str], out: str, splits: Optional[Sequence[int]] = None,

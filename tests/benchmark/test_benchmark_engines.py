@@ -35,3 +35,22 @@ def test_cpu_runs_leave_the_gpu_variable_alone(tmp_path, monkeypatch):
     monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '7')
     list(engines.run_local(tmp_path, ['a'], jobs=1, threads=1))
     assert json.loads((tmp_path / 'a.json').read_text())['gpu'] == '7'
+
+
+def test_a_run_held_by_another_process_is_not_started_twice(tmp_path):
+    """Two benchmarks on one DIR: the worker of a run whose lock a live process holds exits
+    with BUSY before touching the run, and its record says so (not 'killed')."""
+    from pyiqa_agiqa.benchmark import runner, worker
+    from pyiqa_agiqa.benchmark.grid import Run
+
+    (tmp_path / worker.RUNS_DIR).mkdir()
+    held = worker._hold(tmp_path, 'r')  # this test process stands for the other benchmark
+    assert held is not None
+    ended = list(engines.run_local(tmp_path, ['r'], jobs=1, threads=1))
+    assert [(run_id, code) for run_id, code, _ in ended] == [('r', worker.BUSY)]
+    assert not (tmp_path / 'experiments').exists()
+    run = Run(run_id='r', name='r', option_file='r.yml', split=1, method='IPCE', dataset='d', scheme='s', targets={})
+    runner._crashed(tmp_path, run, worker.BUSY, ended[0][2])
+    error = worker.read_record(tmp_path, 'r')['error']
+    assert 'a second benchmark' in error and 'killed' not in error, error
+    held.close()
