@@ -147,26 +147,28 @@ def run_options(opt: dict, run: Run, base: Path) -> dict:
     return out
 
 
-def _check_file(path: str, opt: dict) -> None:
+def _check_file(path: str, opt: dict, images: bool) -> None:
     missing = [k for k in PYIQA_REQUIRED_KEYS if k not in opt]
     if missing:
         raise OptionError(f'lacks the top-level key(s) {missing}')
     check_options(opt)
     for phase, block in opt['datasets'].items():
         root = block.get('dataroot_target')
-        if root is not None and not os.path.isdir(os.path.expanduser(str(root))):
-            raise OptionError(f"datasets.{phase}.dataroot_target '{root}' is not a folder")
+        if images and root is not None and not os.path.isdir(os.path.expanduser(str(root))):
+            raise OptionError(f"datasets.{phase}.dataroot_target '{root}' is not a folder: put the dataset's images "
+                              'there (pyiqa-agiqa prepare, see docs/datasets.md) or point dataroot_target at them')
 
 
-def plan_runs(option_files: Sequence[str], splits: Optional[Sequence[int]] = None) -> List[Run]:
+def plan_runs(option_files: Sequence[str], splits: Optional[Sequence[int]] = None, images: bool = True) -> List[Run]:
     """Every (option file, split) run; raises OptionError naming the file for the first file
-    that is not valid (unknown key, missing data, a split its scheme does not have)."""
+    that is not valid (unknown key, missing data, a split its scheme does not have).
+    ``images=False`` (``--plan``) needs the meta-info only, not the image folders."""
     runs, names = [], {}
     for path in option_files:
         path = os.path.abspath(path)
         opt = read_option_file(path)
         try:
-            _check_file(path, opt)
+            _check_file(path, opt, images)
             meta = _meta_info(opt)
             available = scheme_splits(opt, meta)
             select, test = selection_and_test(opt)

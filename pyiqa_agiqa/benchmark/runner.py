@@ -85,7 +85,7 @@ def run_benchmark(option_files: Sequence[str], out: str, splits: Optional[Sequen
     the end if a run failed (after every other run and every output)."""
     if engine not in ENGINES:
         raise OptionError(f'--engine must be one of {list(ENGINES)}, got {engine!r}')
-    runs = plan_runs(option_files, splits)
+    runs = plan_runs(option_files, splits, images=not plan_only)
     if plan_only:
         print(format_plan(runs), flush=True)
         return {}

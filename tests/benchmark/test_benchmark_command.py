@@ -26,7 +26,7 @@ import pyiqa_agiqa  # noqa: F401
 from pyiqa_agiqa.benchmark.predictions import read_predictions
 from pyiqa_agiqa.data.agiqa_dataset import AGIQADataset
 
-from conftest import rounding
+from conftest import REPO, rounding
 from training_helpers import cianet_options, cli, ipce_options, write_options
 
 RUNS = ['ipce_tiny_Split00', 'ipce_tiny_Split01', 'cianet_tiny_Split00', 'cianet_tiny_Split01']
@@ -66,6 +66,20 @@ def test_plan_prints_the_grid_and_runs_nothing(grid):
     assert sorted(root.iterdir()) == before  # nothing written
     missing = cli(['benchmark', '-opt', *files], cwd=root, check=False)
     assert missing.returncode == 2 and missing.stderr.startswith('error: benchmark needs --out DIR')
+
+
+def test_plan_of_the_shipped_files_needs_no_images(tmp_path):
+    """The grid's cost is known before the images are downloaded (the bundled meta-info is
+    enough); a real run without the images is a one-line error that names the fix."""
+    files = [REPO / 'options' / 'ipce_agiqa3k.yml', REPO / 'options' / 'dcmpl_agiqa1k.yml']
+    result = cli(['benchmark', '-opt', *files, '--splits', '1', '--plan'], cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    assert lines[0] == '2 runs'
+    assert lines[2].startswith('ipce_agiqa3k_Split00\tIPCE\tagiqa3k\tipcev 1\t30 epochs\t2082/300/600\t')
+    missing = cli(['benchmark', '-opt', *files, '--out', 'b'], cwd=tmp_path, check=False)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "dataroot_target './datasets/AGIQA-3K' is not a folder" in missing.stderr
+    assert 'pyiqa-agiqa prepare' in missing.stderr and not (tmp_path / 'b').exists()
 
 
 def test_tables_and_report_hold_every_run(uninterrupted):
