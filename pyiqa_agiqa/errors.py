@@ -24,6 +24,16 @@ class WeightsRequiredError(AGIQAError, RuntimeError):
     without fine-tuned weights: its scores would mean nothing, so it is refused."""
 
 
+class NonFiniteScoreError(AGIQAError, ArithmeticError):
+    """A metric gave a NaN or infinite score (non-finite weights or input). ``scores`` holds the
+    batch's scores, ``rows`` the indices of the non-finite ones, so that a caller scoring many
+    images can keep the finite ones and make the others their rows' errors."""
+
+    def __init__(self, message: str, scores=None, rows=()):
+        super().__init__(message)
+        self.scores, self.rows = scores, list(rows)
+
+
 def one_line(error: BaseException) -> str:
     """The message of ``error`` on one line. An error re-raised by a DataLoader worker carries
     the worker's traceback after its message: only the message is kept."""

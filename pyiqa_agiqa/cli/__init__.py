@@ -21,7 +21,13 @@ from .weights import cmd_convert, cmd_convert_weights, cmd_export, cmd_push
 from ..errors import one_line
 
 
-EXIT_ERROR = 2  # an error of the plugin's kinds (options, prompts, weights, metadata, images, training)
+EXIT_PARTIAL = 1  # the command finished, but some rows (or runs) failed: each is named, the rest is written
+EXIT_ERROR = 2  # an error of the plugin's kinds (options, prompts, weights, metadata, images, training, files)
+EXIT_INTERNAL = 3  # an unexpected exception: a bug; its traceback is printed
+EXIT_INTERRUPTED = 130  # Ctrl-C (what was written so far is kept; scoring and training resume)
+COMMANDS = {'score': cmd_score, 'benchmark': cmd_benchmark, 'demo': cmd_demo, 'prepare': cmd_prepare,
+            'download': cmd_download, 'convert-weights': cmd_convert_weights, 'export': cmd_export,
+            'push': cmd_push, 'convert': cmd_convert}
 
 
 def _one_line_errors():
@@ -32,19 +38,37 @@ def _one_line_errors():
     if os.environ.get('PYIQA_AGIQA_TRACEBACK'):
         return ()
     # AGIQAError: every error type of the plugin; ValueError: a wrong value met by a library
-    # (yaml, pandas) on the user's input; the OSError subclasses: missing / existing / unreadable files
-    return (AGIQAError, ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
+    # (yaml, pandas) on the user's input; OSError: missing / existing / unreadable / unwritable files
+    return (AGIQAError, ValueError, OSError)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f'warning: {message}\n'
 
 
 def _run(command, *args) -> int:
+    """Run a command; the exit status says what happened (0, or the EXIT_* above)."""
+    import traceback
+    import warnings
+
+    from pyiqa_agiqa.training.distributed import rank
+
+    prefix = f'[rank {rank()}] ' if rank() else ''
+    warnings.formatwarning = _one_line_warning
     try:
         return command(*args)
     except _one_line_errors() as error:
-        from pyiqa_agiqa.training.distributed import rank
-
-        prefix = f'[rank {rank()}] ' if rank() else ''
         print(f'{prefix}error: {one_line(error)}', file=sys.stderr, flush=True)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f'{prefix}interrupted: what was written is kept (scoring: --resume; training: --auto_resume)',
+              file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - a bug: the traceback, and a status no other outcome uses
+        traceback.print_exc()
+        print(f'{prefix}error: internal error ({type(error).__name__}): a bug in pyiqa-agiqa; please report it '
+              'with the traceback above', file=sys.stderr, flush=True)
+        return EXIT_INTERNAL
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -53,10 +77,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv and argv[0] in ('train', 'train-nsplits'):
         return _run(cmd_train, argparse.Namespace(command=argv[0]), argv[1:])
     args = parser.parse_args(argv)
-    commands = {'score': cmd_score, 'benchmark': cmd_benchmark, 'demo': cmd_demo, 'prepare': cmd_prepare,
-                'download': cmd_download, 'convert-weights': cmd_convert_weights, 'export': cmd_export,
-                'push': cmd_push, 'convert': cmd_convert}
-    return _run(commands[args.command], args)
+    return _run(COMMANDS[args.command], args)
 
 
 if __name__ == '__main__':

@@ -62,27 +62,47 @@ def _groups(images: List[torch.Tensor]):
             start = i
 
 
+def finite_or_raise(name: str, scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` (B, ...) when every value is finite; else :class:`NonFiniteScoreError` naming
+    the images (batch indices) whose score is NaN or infinite, with the scores attached."""
+    from ..errors import NonFiniteScoreError
+
+    finite = torch.isfinite(scores.detach())
+    bad = ~finite.reshape(scores.shape[0], -1).all(dim=1) if scores.dim() else ~finite.reshape(1)
+    if not bool(bad.any()):
+        return scores
+    rows = bad.nonzero().flatten().tolist()
+    raise NonFiniteScoreError(f'{name} gave non-finite scores for image(s) {rows[:10]} of the batch: the weights or '
+                              'the input hold NaN / inf (weights files with non-finite tensors are refused at load; '
+                              'check tensors passed in)', scores=scores.detach(), rows=rows)
+
+
 def _forward(original):
     def forward(self, target, ref=None, **kwargs):
         if not _plugin_metric(self):
             return original(self, target, ref, **kwargs)
-        if torch.is_tensor(target):
-            # pyiqa's range check compares in the input's dtype: a bf16 1.0 fails "< 1 + 1e-6"
-            low = target.is_floating_point() and torch.finfo(target.dtype).bits < 32
-            return original(self, target.float() if low else target, ref, **kwargs)
-        if not isinstance(target, (list, tuple)):
-            return original(self, as_image_tensor(target)[None], ref, **kwargs)
-        if not target:
-            raise ValueError(f'{self.metric_name}: an empty list of images')
-        images = [as_image_tensor(t) for t in target]
-        prompt = kwargs.pop('prompt', None)
-        prompts = prompts_for_batch(prompt if not isinstance(prompt, str) else [prompt] * len(images),
-                                    len(images), self.metric_name)
-        scores = [original(self, torch.stack(images[a:b]), ref, prompt=prompts[a:b], **kwargs)
-                  for a, b in _groups(images)]
-        return torch.cat([s.reshape(s.shape[0], -1) for s in scores])
+        return finite_or_raise(self.metric_name, _plugin_forward(original, self, target, ref, **kwargs))
     forward.__doc__ = original.__doc__
     return forward
+
+
+def _plugin_forward(original, self, target, ref=None, **kwargs):
+    """The forward of a plugin metric: tensors, paths, PIL images and lists of them."""
+    if torch.is_tensor(target):
+        # pyiqa's range check compares in the input's dtype: a bf16 1.0 fails "< 1 + 1e-6"
+        low = target.is_floating_point() and torch.finfo(target.dtype).bits < 32
+        return original(self, target.float() if low else target, ref, **kwargs)
+    if not isinstance(target, (list, tuple)):
+        return original(self, as_image_tensor(target)[None], ref, **kwargs)
+    if not target:
+        raise ValueError(f'{self.metric_name}: an empty list of images')
+    images = [as_image_tensor(t) for t in target]
+    prompt = kwargs.pop('prompt', None)
+    prompts = prompts_for_batch(prompt if not isinstance(prompt, str) else [prompt] * len(images),
+                                len(images), self.metric_name)
+    scores = [original(self, torch.stack(images[a:b]), ref, prompt=prompts[a:b], **kwargs)
+              for a, b in _groups(images)]
+    return torch.cat([s.reshape(s.shape[0], -1) for s in scores])
 
 
 def install() -> None:

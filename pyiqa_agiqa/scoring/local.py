@@ -5,7 +5,7 @@ prompts tokenised in a thread, every metric run on each batch, rows written as t
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..data.image_io import set_max_pixels
 from ..errors import OptionError
+from .contract import RowKey, batch_scores, output_columns, row_key, scored_values, unique_by_key
 from .output import ResultWriter
 from .rows import Row, read_row
 
@@ -134,34 +135,48 @@ def tokenized_ahead(stream, metrics: Dict[str, torch.nn.Module]):
 
 
 def _record(row: Row, scores: Dict[str, float], metrics: Sequence[str]) -> dict:
+    values, error = scored_values(scores) if scores else ({}, '')
     record = dict(image=row.image, prompt=row.prompt or '', prompt_source=row.prompt_source)
-    record.update({m: scores.get(m, '') for m in metrics})
-    record['error'] = row.error
+    record.update({m: values.get(m, '') for m in metrics})
+    record['error'] = row.error or error
     return record
+
+
+def rows_to_score(rows: Sequence[Row], done: Collection[RowKey] = ()) -> Tuple[List[Row], int, int]:
+    """The rows still to score: each (image, requested prompt) once (:mod:`.contract`), none of
+    those in ``done``. Returns (rows, duplicates dropped, rows already done)."""
+    unique, duplicates = unique_by_key(list(rows), _key)
+    todo = [row for row in unique if _key(row) not in done]
+    return todo, duplicates, len(unique) - len(todo)
+
+
+def _key(row: Row) -> RowKey:
+    return row_key(row.image, row.prompt, row.prompt_source)
 
 
 def score_rows(metrics: Dict[str, torch.nn.Module], rows: Sequence[Row], writer: Optional[ResultWriter] = None,
                batch_size: int = 8, progress: bool = True, workers: int = 2, echo=None) -> pd.DataFrame:
-    """Score ``rows`` with every metric ({name: pyiqa metric}); returns the table of this run
-    (rows already in a resumed output are skipped). ``echo(record)`` sees each record."""
+    """Score ``rows`` with every metric ({name: pyiqa metric}); returns the table of this run:
+    each (image, requested prompt) scored once, rows already done in a resumed output skipped
+    (:func:`rows_to_score`). A non-finite score is its row's ``error``. ``echo(record)`` sees
+    each record."""
     if batch_size < 1:
         raise OptionError(f'batch size must be >= 1, got {batch_size}')
     names = list(metrics)
-    done = writer.done if writer else set()
-    todo = [row for row in rows if row.image not in done]
+    todo, _, _ = rows_to_score(rows, writer.done if writer else ())
+    if writer:
+        writer.start()
     records = []
     device = torch.device(next(iter(metrics.values())).device if metrics else 'cpu')
     with tqdm(total=len(todo), unit='image', disable=not progress or len(todo) < 2, desc='scoring') as bar:
         stream = batches(decoded(todo, workers), batch_size, pin_memory=device.type == 'cuda')
         for group, images in tokenized_ahead(stream, metrics):
-            if images is not None:  # 8-bit to the device, float there: to_tensor's values
-                images = images.to(device, non_blocking=True).float().div_(255)
             if images is None:
                 out = [_record(group[0], {}, names)]
-            else:
+            else:  # 8-bit to the device, float there: to_tensor's values
+                images = images.to(device, non_blocking=True).float().div_(255)
                 prompts = [row.prompt for row in group]
-                scores = {name: metric(images, prompt=prompts).reshape(len(group), -1)[:, 0].float().cpu().tolist()
-                          for name, metric in metrics.items()}
+                scores = {name: batch_scores(metric, images, prompts) for name, metric in metrics.items()}
                 out = [_record(row, {n: scores[n][i] for n in names}, names) for i, row in enumerate(group)]
             if writer:
                 writer.write(out)
@@ -170,4 +185,4 @@ def score_rows(metrics: Dict[str, torch.nn.Module], rows: Sequence[Row], writer:
                     echo(record)
             records += out
             bar.update(len(group))
-    return pd.DataFrame(records, columns=['image', 'prompt', 'prompt_source'] + names + ['error'])
+    return pd.DataFrame(records, columns=output_columns(names))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,7 +42,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import OptionError
+from ..errors import AGIQAError, OptionError, one_line
+from .lock import hold_output
+from .contract import (ScoringInputError, batch_scores, check_same_metrics, is_done, key_digest, metric_columns,
+                       output_columns, prompt_from_caption_file, prompt_from_cell, row_key, scored_values)
 
 IMAGE_KEYS = ('jpg', 'jpeg', 'png', 'webp')
 TABLE_SUFFIXES = {'.csv': 'csv', '.parquet': 'parquet', '.jsonl': 'json', '.json': 'json'}
@@ -59,32 +63,30 @@ def require_ray():
 
 # ----- 1. reading -----
 def _shard_paths(src: str) -> Optional[List[str]]:
-    if src.endswith('.txt') and os.path.isfile(src):
-        return [line.strip() for line in Path(src).read_text().splitlines() if line.strip()]
+    if src.endswith('.txt') and os.path.isfile(src):  # a shard listed twice is read once
+        return list(dict.fromkeys(line.strip() for line in Path(src).read_text().splitlines() if line.strip()))
     if src.endswith('.tar') or ('*' in src and src.rstrip('*').endswith(('.tar', '/'))):
         return sorted(glob.glob(src)) if '*' in src else [src]
     return None
 
 
 def _webdataset_rows(batch: pd.DataFrame) -> pd.DataFrame:
-    """read_webdataset records -> image (shard key), bytes, prompt."""
+    """read_webdataset records -> image (shard key), bytes, prompt (the ``txt`` caption, else
+    ``json``'s ``prompt``, byte-exact: :mod:`.contract`)."""
     import json
 
     out = []
     for record in batch.to_dict('records'):
         key = f"{record.get('__url__', '')}#{record.get('__key__', '')}"
         data = next((record[k] for k in IMAGE_KEYS if record.get(k) is not None), None)
-        prompt = record.get('txt')
-        if isinstance(prompt, bytes):
-            prompt = prompt.decode('utf-8', 'replace')
-        if not prompt and record.get('json') is not None:
+        prompt = prompt_from_caption_file(record.get('txt'))
+        if prompt is None and record.get('json') is not None:
             try:
                 meta = json.loads(record['json']) if isinstance(record['json'], (bytes, str)) else record['json']
-                prompt = meta.get('prompt') if isinstance(meta, dict) else None
+                prompt = prompt_from_cell(meta.get('prompt')) if isinstance(meta, dict) else None
             except ValueError:
                 prompt = None
-        out.append(dict(image=key, bytes=data, prompt=(prompt or '').strip(),
-                        prompt_source='webdataset' if prompt else ''))
+        out.append(dict(image=key, bytes=data, prompt=prompt or '', prompt_source='webdataset' if prompt else ''))
     return pd.DataFrame(out, columns=['image', 'bytes', 'prompt', 'prompt_source'])
 
 
@@ -98,8 +100,7 @@ def read_source(src: str, prompt: Optional[str] = None):
         return ray.data.read_webdataset(shards, decoder=None).map_batches(_webdataset_rows, batch_format='pandas')
     suffix = Path(src.split('?')[0]).suffix.lower()
     if suffix in TABLE_SUFFIXES:
-        reader = {'csv': ray.data.read_csv, 'parquet': ray.data.read_parquet, 'json': ray.data.read_json}
-        ds = reader[TABLE_SUFFIXES[suffix]](src)
+        ds = _read_table(ray, src, TABLE_SUFFIXES[suffix])
         if 'image' not in ds.columns():
             raise OptionError(f"{src}: no 'image' column (columns: {ds.columns()}); give image[,prompt] rows")
         base = str(Path(src).resolve().parent) if '://' not in src else None
@@ -113,11 +114,26 @@ def read_source(src: str, prompt: Optional[str] = None):
     raise OptionError(f"--input '{src}' is not a folder, a .csv / .parquet / .jsonl table or .tar shards")
 
 
+def _read_table(ray, src: str, kind: str):
+    """A table of rows, its ``image`` and ``prompt`` cells read as text, byte-exact (CSV: quoted
+    cells may hold line ends, nothing is stripped or converted)."""
+    if kind == 'csv':
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        return ray.data.read_csv(src, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                                 convert_options=pacsv.ConvertOptions(
+                                     column_types={'image': pa.string(), 'prompt': pa.string()},
+                                     strings_can_be_null=False, quoted_strings_can_be_null=False))
+    return {'parquet': ray.data.read_parquet, 'json': ray.data.read_json}[kind](src)
+
+
 def _table_rows(batch: pd.DataFrame, base: Optional[str]) -> pd.DataFrame:
     images = [p if base is None or os.path.isabs(p) or '://' in p else os.path.join(base, p)
               for p in batch['image'].astype(str)]
-    prompts = batch['prompt'].fillna('').astype(str).str.strip() if 'prompt' in batch else [''] * len(batch)
-    return pd.DataFrame(dict(image=images, prompt=list(prompts),
+    cells = batch['prompt'].tolist() if 'prompt' in batch else [None] * len(batch)
+    prompts = [prompt_from_cell(cell) for cell in cells]
+    return pd.DataFrame(dict(image=images, prompt=[p or '' for p in prompts],
                              prompt_source=['csv' if p else '' for p in prompts]))
 
 
@@ -174,10 +190,13 @@ class MetricActor:
             images = torch.from_numpy(stack).to(self.device).permute(0, 3, 1, 2).float().div_(255)
             prompts = [out.at[i, 'prompt'] for i in rows]
             with torch.no_grad():
-                for name, metric in self.metrics.items():
-                    scores = metric(images, prompt=prompts).reshape(len(rows), -1)[:, 0].float().cpu().numpy()
-                    out.loc[rows, name] = scores
-        return out[['image', 'prompt', 'prompt_source'] + self.names + ['error']]
+                scores = {name: batch_scores(metric, images, prompts) for name, metric in self.metrics.items()}
+            for k, i in enumerate(rows):  # a non-finite score is the row's error (.contract)
+                values, error = scored_values({name: scores[name][k] for name in self.names})
+                for name in self.names:
+                    out.at[i, name] = values[name] if values[name] != '' else np.nan
+                out.at[i, 'error'] = error
+        return out[output_columns(self.names)]
 
 
 # ----- 4. writing -----
@@ -218,27 +237,63 @@ def part_files(folder: str) -> List[str]:
     return sorted(glob.glob(os.path.join(folder, 'part-*.parquet')) + glob.glob(os.path.join(folder, 'part-*.csv')))
 
 
-def read_parts(parts: Sequence[str]) -> pd.DataFrame:
-    """The rows of the part files, with the original text of CSV cells (see ``scoring.read_scores``)."""
+def _read_part(path: str) -> pd.DataFrame:
     from .output import read_scores
 
-    tables = [pd.read_parquet(p) if p.endswith('.parquet') else read_scores(p) for p in parts]
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=['image', 'error'])
-    table['error'] = table['error'].fillna('').astype(str)
+    try:
+        return pd.read_parquet(path) if path.endswith('.parquet') else read_scores(path)
+    except Exception as error:  # noqa: BLE001 - any reader error: the file is named, never a traceback
+        raise ScoringInputError(f'{path} is not a readable part file ({type(error).__name__}: {one_line(error)}): '
+                                'move it out of the output folder, or pass --overwrite to score everything again'
+                                ) from None
+
+
+def read_parts(parts: Sequence[str]) -> pd.DataFrame:
+    """The rows of the part files, with the original text of CSV cells (see ``scoring.read_scores``);
+    part files written with different metrics are an error naming two of them."""
+    tables = [_read_part(p) for p in parts]
+    for part, table in zip(parts[1:], tables[1:]):
+        if set(metric_columns(table.columns)) != set(metric_columns(tables[0].columns)):
+            raise ScoringInputError(f'{part} and {parts[0]} hold different metrics ({metric_columns(table.columns)} '
+                                    f'and {metric_columns(tables[0].columns)}): keep one set in the output folder')
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=output_columns([]))
+    for column in ('prompt', 'prompt_source', 'error'):
+        table[column] = table[column].fillna('').astype(str)
     return table
 
 
+def _keys(table: pd.DataFrame) -> List[tuple]:
+    return [row_key(i, p, s) for i, p, s in zip(table['image'], table['prompt'], table['prompt_source'])]
+
+
+def _done_mask(table: pd.DataFrame, metrics: Sequence[str]) -> List[bool]:
+    return [is_done(record, metrics) for record in table.to_dict('records')]
+
+
 def read_results(folder: str) -> pd.DataFrame:
-    """The results of a DST folder, one row per image: its scored row if it has one, else its
-    last error (an image that failed and was tried again on a resume appears once)."""
+    """The results of a DST folder, one row per (image, requested prompt) (:mod:`.contract`): its
+    scored row if it has one, else its last error (a row that failed and was tried again on a
+    resume appears once)."""
     table = read_parts(part_files(folder))
-    table = table.assign(_ok=table['error'] == '').sort_values('_ok', kind='stable')
-    return table.drop_duplicates('image', keep='last').drop(columns='_ok').reset_index(drop=True)
+    metrics = metric_columns(table.columns)
+    table = table.assign(_ok=_done_mask(table, metrics), _key=_keys(table)).sort_values('_ok', kind='stable')
+    return table.drop_duplicates('_key', keep='last').drop(columns=['_ok', '_key']).reset_index(drop=True)
+
+
+def done_keys(folder: str, metrics: Sequence[str]) -> set:
+    """Digests of the row keys that are done in a DST folder (:func:`.contract.is_done` for every
+    metric of ``metrics``); a folder holding other metrics is refused."""
+    table = read_parts(part_files(folder))
+    if len(table):
+        check_same_metrics(folder, sorted(metric_columns(table.columns)), sorted(metrics))
+    done = table[_done_mask(table, metrics)] if len(table) else table
+    return {key_digest(k) for k in _keys(done)} if len(done) else set()
 
 
 @dataclass
 class RaySummary:
     read: int = 0
+    duplicates: int = 0
     skipped: int = 0
     scored: int = 0
     failed: int = 0
@@ -262,6 +317,21 @@ def _check_request(metrics: Sequence[str], options: dict, weights: dict, allow_u
             resolve(spec)
 
 
+def console_logging(level: int) -> None:
+    """Ray's console log handlers show records from ``level`` up to WARNING only: a worker's
+    error is reported by the command as one line (its traceback stays in Ray's session log files,
+    ``/tmp/ray/session_latest/logs``)."""
+    import logging
+
+    def keep(record) -> bool:
+        return level <= record.levelno < logging.ERROR and not record.exc_info
+
+    for name in ('ray', 'ray.data'):
+        for handler in logging.getLogger(name).handlers:
+            if getattr(handler, 'stream', None) is not None:
+                handler.addFilter(keep)
+
+
 def _actor_pool(ray, actors: int) -> dict:
     """A fixed pool of ``actors``: ``compute=`` from Ray 2.51 on, ``concurrency=`` before it."""
     major, minor = (int(part) for part in ray.__version__.split('.')[:2])
@@ -270,17 +340,71 @@ def _actor_pool(ray, actors: int) -> dict:
     return dict(concurrency=actors)
 
 
+def _plan(ds, done: set):
+    """One pass over the rows' identities on the driver (no image bytes): (rows read, duplicate
+    rows, rows already done, digests to drop from the stream, one row per duplicated key to
+    score once). Duplicates are dropped from the stream and their one row added back, so each
+    (image, requested prompt) is scored once whatever blocks the copies fall in."""
+    seen, duplicated, read, skipped = set(), {}, 0, 0
+    columns = ['image', 'prompt', 'prompt_source']
+    for batch in ds.select_columns(columns).iter_batches(batch_format='pandas'):
+        for image, prompt, source in zip(batch['image'], batch['prompt'], batch['prompt_source']):
+            read += 1
+            digest = key_digest(row_key(image, prompt, source))
+            if digest in seen:
+                if digest not in done:
+                    duplicated.setdefault(digest, dict(image=image, prompt=prompt, prompt_source=source))
+                continue
+            seen.add(digest)
+            skipped += digest in done
+    return read, read - len(seen), skipped, done | set(duplicated), list(duplicated.values())
+
+
+PLUGIN_ERROR_LINE = re.compile(r'pyiqa_agiqa(?:\.\w+)*\.(\w+Error): ([^\n]+)')
+
+
+def _plugin_error(error: BaseException) -> Optional[AGIQAError]:
+    """The plugin's own error (a refused weights file, a bad option) inside an error that Ray
+    raised for a task or an actor, if there is one: found in the chain of causes, or, where Ray
+    passes only the worker's traceback as text (an actor that died in its constructor), as the
+    last ``pyiqa_agiqa....Error: message`` line of that text."""
+    seen, current = set(), error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, AGIQAError):
+            return current
+        current = getattr(current, 'cause', None) or current.__cause__ or current.__context__
+    found = PLUGIN_ERROR_LINE.findall(str(error))
+    return ScoringInputError(found[-1][1].strip()) if found else None
+
+
+def _run_job(scored, dst: str, fmt: str) -> None:
+    """Run the stream into DST; an error from a worker becomes one line naming what failed."""
+    try:
+        scored.write_datasink(_datasink_class()(dst, fmt))
+    except Exception as error:  # noqa: BLE001 - Ray wraps the workers' errors in its own types
+        plugin = _plugin_error(error)
+        if plugin is not None:
+            raise ScoringInputError(one_line(plugin)) from None
+        raise ScoringInputError(f'the Ray job failed: {type(error).__name__}: {one_line(error)[:300]} (the part files '
+                                f'already in {dst} are kept: rerun the same command to continue; the workers\' '
+                                'tracebacks are in /tmp/ray/session_latest/logs)') from None
+
+
 def score_with_ray(metrics: Sequence[str], src: str, dst: str, prompt: Optional[str] = None,
                    options: Optional[dict] = None, weights: Optional[dict] = None, seed: Optional[int] = 0,
                    batch_size: int = 32, actors: int = 1, gpus_per_actor: float = 0.0,
                    cpus_per_actor: Optional[float] = None, threads_per_actor: Optional[int] = None,
                    compile_mode: Optional[str] = None, decode_batch_size: int = 16, fmt: str = 'parquet',
-                   overwrite: bool = False, allow_untrained: bool = False, max_pixels: Optional[int] = None
-                   ) -> RaySummary:
+                   overwrite: bool = False, allow_untrained: bool = False, max_pixels: Optional[int] = None,
+                   console_level: Optional[int] = None) -> RaySummary:
     """Score SRC with ``metrics`` into the DST folder on Ray Data (see the module doc), with the
     single-process scorer's options (``options``: network options; ``weights``: {metric or None:
     SPEC}; ``seed``; ``compile_mode``; ``allow_untrained``; ``max_pixels``: the pixel limit of the
-    decoding tasks, default PIL's). A DST that holds part files is resumed unless ``overwrite``.
+    decoding tasks, default PIL's; ``console_level``: see :func:`console_logging`, None leaves
+    Ray's console as Ray sets it). A DST that holds part files is resumed unless ``overwrite``,
+    by the rules of :mod:`.contract` (rows keyed by image and requested prompt, done only with
+    a finite score for every metric, the same metrics). One job at a time per DST.
 
     ``cpus_per_actor`` (Ray's logical CPUs) defaults to 1 with GPUs and 0.5 without, so that on
     a CPU-only machine the actors never hold every CPU and decoding tasks can always run.
@@ -289,36 +413,51 @@ def score_with_ray(metrics: Sequence[str], src: str, dst: str, prompt: Optional[
     computes with every core as the single-process scorer does (Ray would give it one thread)."""
     ray = require_ray()
     options, weights = dict(options or {}), dict(weights or {})
+    names = list(dict.fromkeys(metrics))
     if fmt not in ('parquet', 'csv'):
         raise OptionError(f"--format must be parquet or csv, got '{fmt}'")
     if batch_size < 1 or actors < 1 or (threads_per_actor is not None and threads_per_actor < 1):
         raise OptionError('the batch size, the number of actors and the threads per actor must be >= 1')
-    _check_request(metrics, options, weights, allow_untrained)
+    _check_request(names, options, weights, allow_untrained)
+    lock = hold_output(dst, folder=True)
+    try:
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get('RAY_ADDRESS'), include_dashboard=False, log_to_driver=False)
+        if console_level is not None:
+            console_logging(console_level)
+        if threads_per_actor is None and not gpus_per_actor:
+            threads_per_actor = max(1, int(ray.cluster_resources().get('CPU', 1)) // actors)
+        actor = dict(metrics=names, options=options, weights=weights, seed=seed, threads=threads_per_actor,
+                     compile_mode=compile_mode, allow_untrained=allow_untrained)
+        pool = dict(batch_size=batch_size, batch_format='pandas', **_actor_pool(ray, actors),
+                    num_gpus=gpus_per_actor or None,
+                    num_cpus=cpus_per_actor if cpus_per_actor is not None else (1 if gpus_per_actor else 0.5))
+        decoding = dict(batch_size=decode_batch_size, batch_format='pandas', num_cpus=1,
+                        fn_kwargs=dict(max_pixels=max_pixels))
+        return _score(ray, read_source(src, prompt), dst, names, fmt, overwrite,
+                      dict(decoding=decoding, pool=pool, actor=actor))
+    finally:
+        lock.release()
+
+
+def _score(ray, ds, dst: str, names: List[str], fmt: str, overwrite: bool, stages: dict) -> RaySummary:
+    """The job on the rows ``ds`` with ``stages`` (``map_batches`` keyword arguments of the
+    decoding tasks, the actor pool, and the actors' constructor)."""
     if overwrite:
         for part in part_files(dst):
             os.remove(part)
+    done = done_keys(dst, names)
     before = part_files(dst)
-    previous = read_results(dst)
-    scored_before = set(previous.loc[previous['error'] == '', 'image'])
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get('RAY_ADDRESS'), include_dashboard=False, log_to_driver=False)
-    if threads_per_actor is None and not gpus_per_actor:
-        threads_per_actor = max(1, int(ray.cluster_resources().get('CPU', 1)) // actors)
     start = time.perf_counter()
-    ds = read_source(src, prompt)
-    summary = RaySummary(read=ds.count())
-    if scored_before:
-        ds = ds.filter(lambda row: row['image'] not in scored_before)
-        summary.skipped = summary.read - ds.count()
-    scored = (ds.map_batches(decode_batch, batch_size=decode_batch_size, batch_format='pandas', num_cpus=1,
-                             fn_kwargs=dict(max_pixels=max_pixels))
-              .map_batches(MetricActor, batch_size=batch_size, batch_format='pandas', **_actor_pool(ray, actors),
-                           num_gpus=gpus_per_actor or None,
-                           num_cpus=cpus_per_actor if cpus_per_actor is not None else (1 if gpus_per_actor else 0.5),
-                           fn_constructor_kwargs=dict(metrics=list(metrics), options=options, weights=weights,
-                                                      seed=seed, threads=threads_per_actor,
-                                                      compile_mode=compile_mode, allow_untrained=allow_untrained)))
-    scored.write_datasink(_datasink_class()(dst, fmt))
+    summary = RaySummary()
+    summary.read, summary.duplicates, summary.skipped, drop, once = _plan(ds, done)
+    if drop:
+        ds = ds.filter(lambda row: key_digest(row_key(row['image'], row['prompt'], row['prompt_source'])) not in drop)
+    if once:
+        ds = ds.union(ray.data.from_items(once))
+    scored = (ds.map_batches(decode_batch, **stages['decoding'])
+              .map_batches(MetricActor, fn_constructor_kwargs=stages['actor'], **stages['pool']))
+    _run_job(scored, dst, fmt)
     summary.seconds = time.perf_counter() - start
     new = read_parts([p for p in part_files(dst) if p not in before])
     failed = new[new['error'] != '']

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -12,15 +13,18 @@ from typing import List, Optional, Tuple
 import pandas as pd
 from PIL import Image
 
-from pyiqa.utils.img_util import scandir_images
+from pyiqa.utils.img_util import is_image_file
 
 from ..data.image_io import ImageReadError, load_rgb
-from ..errors import OptionError
 from ..prompts import PromptError
+from .contract import ScoringInputError, prompt_from_cell
+
+__all__ = ['Row', 'ScoringInputError', 'open_image_file', 'read_row', 'rows_from_csv', 'rows_from_target',
+           'scan_images']
 
 
-class ScoringInputError(OptionError):
-    """The list of images or prompts to score is missing or malformed."""
+class LinkOutsideWarning(UserWarning):
+    """A folder scan met symbolic links whose targets lie outside the folder (not scored)."""
 
 
 @dataclass
@@ -32,15 +36,62 @@ class Row:
     error: str = ''
 
 
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def scan_images(folder: str) -> Tuple[List[str], List[str]]:
+    """The image files under ``folder`` (sorted), each file once, and the links that were skipped.
+
+    Symbolic links are followed while their targets lie inside ``folder`` (after resolving every
+    link): a file reached by several paths (a link to a file of the folder, a linked sub-folder)
+    is listed once, under its first path in sorted order, and a link back to a folder already
+    walked (``loop -> .``, ``sub/up -> ..``) is not walked again, so a scan always ends. A link
+    whose target is outside ``folder`` (file or folder) is not followed: it is returned in the
+    second list (the caller says so), never scored silently."""
+    root = os.path.realpath(folder)
+    walked, outside, found = set(), [], []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in walked or not _inside(real, root):
+            if not _inside(real, root):
+                outside.append(dirpath)
+            dirnames[:] = []
+            continue
+        walked.add(real)
+        dirnames.sort()
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if is_image_file(name):
+                target = os.path.realpath(path)
+                if _inside(target, root):
+                    found.append((path, target))
+                else:
+                    outside.append(path)
+    listed, paths = set(), []
+    for path, target in sorted(found):
+        if target not in listed:
+            listed.add(target)
+            paths.append(path)
+    return paths, sorted(outside)
+
+
 def rows_from_target(target: str, prompt: Optional[str] = None) -> List[Row]:
-    """Rows for an image file or every image of a folder (sorted); without ``prompt`` each
-    image's embedded prompt is used (see :func:`read_row`)."""
+    """Rows for an image file or every image of a folder (:func:`scan_images`: sorted, each
+    file once, links outside the folder skipped with a :class:`LinkOutsideWarning`); without
+    ``prompt`` each image's embedded prompt is used (see :func:`read_row`). ``prompt`` is kept
+    byte-exact."""
     if prompt is not None and not str(prompt).strip():
         raise PromptError('--prompt is empty; give the generation prompt, or leave --prompt out to read each '
                           "image's own embedded prompt")
     source = 'argument' if prompt is not None else ''
     if os.path.isdir(target):
-        paths = scandir_images(target)
+        paths, outside = scan_images(target)
+        if outside:
+            shown = ', '.join(outside[:3]) + (f' and {len(outside) - 3} more' if len(outside) > 3 else '')
+            warnings.warn(f'{len(outside)} symbolic link(s) in {target} point outside it and are not scored: {shown} '
+                          '(copy the files into the folder, or list them in a --csv)', LinkOutsideWarning,
+                          stacklevel=2)
         if not paths:
             raise ScoringInputError(f'no image files in folder {target}')
         return [Row(str(p), prompt, source) for p in paths]
@@ -50,7 +101,8 @@ def rows_from_target(target: str, prompt: Optional[str] = None) -> List[Row]:
 
 
 def rows_from_csv(csv_path: str) -> List[Row]:
-    """Rows from a CSV with an ``image`` column and an optional ``prompt`` column."""
+    """Rows from a CSV with an ``image`` column and an optional ``prompt`` column (its cells
+    byte-exact, :func:`.contract.prompt_from_cell`; an empty cell: the image's own prompt)."""
     if not os.path.isfile(csv_path):
         raise ScoringInputError(f"no such CSV file: '{csv_path}'")
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
@@ -60,8 +112,8 @@ def rows_from_csv(csv_path: str) -> List[Row]:
     base = Path(csv_path).resolve().parent
     prompts = table['prompt'] if 'prompt' in table.columns else [''] * len(table)
     rows = []
-    for path, prompt in zip(table['image'], prompts):
-        prompt = prompt if prompt.strip() else None
+    for path, cell in zip(table['image'], prompts):
+        prompt = prompt_from_cell(cell)
         rows.append(Row(str(path if os.path.isabs(path) else base / path), prompt, 'csv' if prompt else ''))
     return rows
 
