@@ -15,6 +15,10 @@ metrics only (their names are in ``AGIQA_METRIC_CONFIGS``), :func:`install` make
   are checked and passed as float32, float64 stays float64); the network casts them to its
   own precision.
 
+A score that is not finite (NaN, inf: non-finite weights or input) is never returned: the call
+raises :class:`~pyiqa_agiqa.errors.NonFiniteScoreError` naming the images of the batch, with
+the scores attached (the scoring engines make those rows' errors).
+
 pyiqa's own metrics are left exactly as they are. :func:`install` is idempotent; ``import
 pyiqa_agiqa`` calls it.
 """

@@ -16,8 +16,11 @@ or each image's own embedded prompt), or from a CSV with ``image`` and, optional
   anywhere) is written with its ``error`` and the rest is scored. Nothing aborts the run
   except an error of the metric itself, and what was computed before it is already on disk.
 - Results are written as they are computed (CSV or JSONL by the output's suffix, flushed
-  per batch). ``resume=True`` keeps the rows already in the output and scores only the
-  others (rows that had an error are retried).
+  per batch). ``resume=True`` keeps the rows already done in the output and scores only the
+  others, by the row contract of :mod:`.contract` (rows keyed by image and requested prompt;
+  done only with a finite score for every metric; the same metric set; byte-exact prompts;
+  a torn last line scored again), which the Ray engine follows too. One run writes an output
+  at a time (:mod:`.lock`).
 - Images are read with :func:`pyiqa_agiqa.data.load_rgb`: EXIF orientation applied, 16-bit
   scaled, alpha over white.
 
@@ -28,7 +31,9 @@ embedded-metadata tag such as ``png:parameters``), one column per metric, ``erro
 from ..metrics.factory import create_metrics, metric_requests
 from .local import batches, decoded, score_rows
 from .output import ResultWriter, read_scores, spreadsheet_safe
-from .rows import Row, ScoringInputError, read_row, rows_from_csv, rows_from_target
+from .contract import ScoringInputError, is_done, row_key
+from .rows import Row, read_row, rows_from_csv, rows_from_target, scan_images
 
-__all__ = ['Row', 'ResultWriter', 'ScoringInputError', 'batches', 'create_metrics', 'decoded', 'metric_requests',
-           'read_row', 'read_scores', 'rows_from_csv', 'rows_from_target', 'score_rows', 'spreadsheet_safe']
+__all__ = ['Row', 'ResultWriter', 'ScoringInputError', 'batches', 'create_metrics', 'decoded', 'is_done',
+           'metric_requests', 'read_row', 'read_scores', 'row_key', 'rows_from_csv', 'rows_from_target', 'scan_images',
+           'score_rows', 'spreadsheet_safe']

@@ -18,12 +18,15 @@ back-pressure, retries); this module only says what runs where:
    cut and every metric run on the actor's device, in the precision asked for.
 4. **Write** (:class:`AtomicPartsDatasink`): DST is a folder of ``part-*.parquet`` (or
    ``.csv``) files, each written to a temporary name and renamed when complete. One row per
-   image: ``image, prompt, prompt_source, <metric>..., error``.
+   row: ``image, prompt, prompt_source, <metric>..., error``.
 
 Nothing is lost: a broken image is a row with its error; a restarted job with the same DST
-reads the complete part files and skips the images scored there (rows with an error are
-tried again); a part file cut by a crash is never complete, so its rows are scored again. The
-summary counts rows read, skipped, scored and failed, and the images/s of the run.
+reads the complete part files and skips the rows done there, by the row contract of
+:mod:`.contract` that the local engine follows too (rows keyed by image and requested prompt,
+duplicates scored once, done only with a finite score for every metric, the same metric set,
+byte-exact prompts); a part file cut by a crash is never complete, so its rows are scored
+again. One job writes a DST at a time (:mod:`.lock`). The summary counts rows read,
+duplicated, skipped, scored and failed, and the images/s of the run.
 
 Works on one machine (``ray.init()`` with no cluster) and on a cluster (``RAY_ADDRESS``).
 """
