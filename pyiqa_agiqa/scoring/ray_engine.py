@@ -366,6 +366,12 @@ def _plan(ds, done: set):
 PLUGIN_ERROR_LINE = re.compile(r'pyiqa_agiqa(?:\.\w+)*\.(\w+Error): ([^\n]+)')
 
 
+def _without(batch: pd.DataFrame, drop: set) -> pd.DataFrame:
+    """The rows of ``batch`` whose key digest is not in ``drop``."""
+    digests = [key_digest(row_key(i, p, s)) for i, p, s in zip(batch['image'], batch['prompt'], batch['prompt_source'])]
+    return batch[[d not in drop for d in digests]].reset_index(drop=True)
+
+
 def _plugin_error(error: BaseException) -> Optional[AGIQAError]:
     """The plugin's own error (a refused weights file, a bad option) inside an error that Ray
     raised for a task or an actor, if there is one: found in the chain of causes, or, where Ray
@@ -455,7 +461,7 @@ def _score(ray, ds, dst: str, names: List[str], fmt: str, overwrite: bool, stage
     summary = RaySummary()
     summary.read, summary.duplicates, summary.skipped, drop, once = _plan(ds, done)
     if drop:
-        ds = ds.filter(lambda row: key_digest(row_key(row['image'], row['prompt'], row['prompt_source'])) not in drop)
+        ds = ds.map_batches(_without, fn_kwargs=dict(drop=drop), batch_format='pandas')
     if once:
         ds = ds.union(ray.data.from_items(once))
     scored = (ds.map_batches(decode_batch, **stages['decoding'])
