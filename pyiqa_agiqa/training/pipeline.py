@@ -297,7 +297,7 @@ class TrainingRun:
                 raise TrainingError(f"{path} was written by a run with {state['world_size']} process(es); resume it "
                                     f"with the same number of processes ({opt['world_size']} now): the data shards "
                                     'and RNG states depend on it')
-            model.load_training_state(state)
+            model.load_training_state(state, source=path)
             restore_rng(state['rng'][distributed.rank()])
             start_epoch, skip, current_iter = state['epoch'], state['batches_done'], state['iter']
             logger.info(f'Resuming from {path}: epoch {start_epoch}, {skip} batches into it, iteration {current_iter}')
