@@ -6,6 +6,8 @@ type it refines, so ``except ValueError`` keeps working). Their messages name th
 (``error: ...``, exit status 2) instead of a traceback.
 """
 
+import re
+
 
 class AGIQAError(Exception):
     """Base of the plugin's own errors (options, prompts, weights, metadata, images, training)."""
@@ -43,3 +45,13 @@ def one_line(error: BaseException) -> str:
         last = text.rstrip().splitlines()[-1]
         text = last.split(': ', 1)[1] if ': ' in last else last
     return ' '.join(text.split())
+
+
+_OBJECT_REPR = re.compile(r' ?<[\w.]+ object at 0x[0-9a-fA-F]+>')
+
+
+def name_streams(text: str, name: str = '') -> str:
+    """``text`` with every default object repr (``<_io.BytesIO object at 0x7f...>``, which a
+    library puts in its message when it was given a stream) replaced by ``name`` (removed when
+    ``name`` is empty), so that an error names the file and not a memory address."""
+    return _OBJECT_REPR.sub(lambda m: f' {name}' if name and m.group().startswith(' ') else name, text)

@@ -101,7 +101,7 @@ from pyiqa.utils.registry import ARCH_REGISTRY
 from ..prompts import PromptArg, prompts_for_batch
 from .backbone.precision import set_precision
 from ..weights.specs import fine_tuned_source, load_weights
-from ..weights.io import load_state_dict
+from ..weights.io import fit_state_dict, load_state_dict
 from .backbone.clip import CLIPBackbone, initial_clip_weights
 from .backbone.feature_cache import WeightsCache
 
@@ -477,15 +477,20 @@ class DCMPL(nn.Module):
         def state(src):
             return dict(src) if isinstance(src, dict) else load_state_dict(src, key=None)
 
-        parts = [(self.prompt_learner_tar, state(tar))]
+        def where(src):
+            return os.fspath(src) if isinstance(src, (str, os.PathLike)) else '<state dict>'
+
+        parts = [(self.prompt_learner_tar, state(tar), where(tar))]
         if self.use_aux:
             if aux is None:
                 raise ValueError('use_aux=True: give the auxiliary prompt learner too')
-            parts.append((self.prompt_learner_aux, state(aux)))
-        for module, sd in parts:
+            parts.append((self.prompt_learner_aux, state(aux), where(aux)))
+        for module, sd, name in parts:
             own = module.state_dict()
             missing = [k for k in own if k not in sd]
             if missing:
                 raise KeyError(f'prompt learner state lacks {missing}')
-            module.load_state_dict({k: sd[k] for k in own}, strict=True)
+            fit_state_dict(module, {k: sd[k] for k in own}, name,
+                           hint="prompt learners of another CLIP or prompt length than this DCMPL's: build it with "
+                                'the clip_model / n_ctx they were trained with')
         return self

@@ -23,7 +23,7 @@ from ..data.metadata import read_meta_info
 from ..errors import OptionError
 from ..export.experiment import dataset_key
 from ..training.nsplits import split_run_name
-from ..training.option_check import check_options
+from ..training.option_check import check_option_file, check_options
 from ..training.pipeline import PYIQA_REQUIRED_KEYS
 
 OPTIONS_DIR = 'options'
@@ -151,6 +151,7 @@ def _check_file(path: str, opt: dict, images: bool) -> None:
     missing = [k for k in PYIQA_REQUIRED_KEYS if k not in opt]
     if missing:
         raise OptionError(f'lacks the top-level key(s) {missing}')
+    check_option_file(opt)  # the name becomes experiments/NAME_SplitNN, options/, weights/, best/NAME, plots
     check_options(opt)
     for phase, block in opt['datasets'].items():
         root = block.get('dataroot_target')

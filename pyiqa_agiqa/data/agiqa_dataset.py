@@ -21,6 +21,9 @@ Options (a dataset block of a pyiqa option file):
         the train phase, fixed views otherwise
     check_images: verify before training that every image of the split exists and has a
         readable header (default true); all problems are reported at once
+    max_pixels: the pixel limit of this dataset's images (default: PIL's
+        ``Image.MAX_IMAGE_PIXELS``, 89,478,485; 0: none), for genuine images over it; an image
+        over the limit is refused from its header as a decompression bomb
     load_reference: also return the source image of image-to-image datasets (column
         ``ref_name``, PKU-I2IQA) as ``ref_img``, transformed like ``img`` but with its own
         random draws (the two images differ in size); default false. The training model then
@@ -28,6 +31,9 @@ Options (a dataset block of a pyiqa option file):
         ``takes_reference = True`` accepts (none of the four published methods; training
         refuses the option for them unless ``train: {use_ref: false}``)
     plus pyiqa's loader keys (batch_size_per_gpu, num_worker_per_gpu, use_shuffle, ...).
+
+Image names (``name``, ``ref_name``) are paths relative to ``dataroot_target``: a name that is
+absolute or goes up with ``..`` (out of the image folder) is refused, naming the rows.
 
 Each item: ``img`` (3, H, W) in [0, 1], or (V, 3, P, P) with ``views``; ``mos_label``
 (D,) float; ``labels`` {column: float tensor}; ``std`` {column: float tensor} with the
@@ -50,7 +56,7 @@ from pyiqa.utils.registry import DATASET_REGISTRY
 
 from ..archs.ipce_arch import IPCEViews
 from ..errors import OptionError
-from .image_io import load_rgb, probe_image
+from .image_io import load_rgb, pixel_limit, probe_image
 from .metadata import read_meta_info
 
 BUNDLED_META_INFO_DIR = Path(__file__).resolve().parent / 'meta_info'
@@ -60,7 +66,7 @@ VIEW_TYPES = {'IPCEViews': IPCEViews}
 OPTION_KEYS = {
     # this dataset
     'type', 'name', 'meta_info_file', 'dataroot_target', 'split_index', 'split_scheme', 'mos_columns',
-    'mos_divisor', 'augment', 'views', 'check_images', 'load_reference', 'phase', 'override_phase',
+    'mos_divisor', 'augment', 'views', 'check_images', 'load_reference', 'phase', 'override_phase', 'max_pixels',
     # pyiqa's loaders and option parser
     'batch_size_per_gpu', 'num_worker_per_gpu', 'use_shuffle', 'pin_memory', 'persistent_workers',
     'prefetch_mode', 'num_prefetch_queue', 'dataset_enlarge_ratio', 'scale',
@@ -90,12 +96,27 @@ def resolve_meta_info_file(value: str) -> Path:
                             f"(bundled: {', '.join(bundled) or 'none'})")
 
 
+def _number(value) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _leaves_folder(name: str) -> bool:
+    """True for an image name that is not a path inside its folder (absolute, or with '..')."""
+    parts = name.replace('\\', '/').split('/')
+    return os.path.isabs(name) or name.startswith(('/', '\\')) or '..' in parts
+
+
 @DATASET_REGISTRY.register()
 class AGIQADataset(BaseIQADataset):
     """Images with their prompt and every label dimension of an AGIQA dataset."""
 
     def __init__(self, opt):
         self.check_options(opt, f"dataset '{opt.get('name')}'")
+        self.max_pixels = opt.get('max_pixels')
+        self.pixel_fix = (f"max_pixels: N in the block of dataset '{opt.get('name')}' of the option file (0: no "
+                          'limit)')
         super().__init__(opt)
         if not self.paths_mos:
             raise DatasetOptionError(f"dataset '{opt.get('name')}': no rows for phase '{self.phase}' "
@@ -118,6 +139,14 @@ class AGIQADataset(BaseIQADataset):
                     raise DatasetOptionError(f"{where}.views.type must be one of {list(VIEW_TYPES)}, got "
                                              f"{views.get('type') if isinstance(views, dict) else views!r}")
                 check_constructor_options(VIEW_TYPES[views['type']], views, f'{where}.views')
+            divisor = opt.get('mos_divisor', 1.0)
+            if not _number(divisor) or not divisor > 0:
+                raise DatasetOptionError(f'{where}: mos_divisor must be > 0 (a finite number: labels are divided '
+                                         f'by it), got {divisor!r}')
+            limit = opt.get('max_pixels')
+            if limit is not None and (not _number(limit) or not float(limit).is_integer() or limit < 0):
+                raise DatasetOptionError(f'{where}: max_pixels must be a whole number >= 0 (the pixel limit of '
+                                         f'its images; 0: none), got {limit!r}')
         except DatasetOptionError:
             raise
         except OptionError as error:
@@ -142,6 +171,7 @@ class AGIQADataset(BaseIQADataset):
         self.load_reference = bool(opt.get('load_reference', False))
         if self.load_reference and 'ref_name' not in self.meta_info.columns:
             raise DatasetOptionError(f'load_reference needs a ref_name column, which {self.meta_info_path} lacks')
+        self._check_names(['name'] + (['ref_name'] if self.load_reference else []))
         self.paths_mos = [
             dict(row=i, img_path=os.path.join(root, str(r['name'])), prompt=str(r['prompt']),
                  labels=[float(r[c]) for c in self.mos_columns], stds=[float(r[c]) for c in self.std_columns],
@@ -149,6 +179,19 @@ class AGIQADataset(BaseIQADataset):
                  ref_path=os.path.join(root, str(r['ref_name'])) if self.load_reference else None)
             for i, r in enumerate(self.meta_info.to_dict('records'))
         ]
+
+    def _check_names(self, columns) -> None:
+        """Image names must stay inside dataroot_target: relative, without a '..' part."""
+        bad = [(i, c, str(v)) for c in columns for i, v in enumerate(self.meta_info[c].tolist())
+               if _leaves_folder(str(v))]
+        if bad:
+            shown = ', '.join(f'row {i + 1} {c} {v!r}' for i, c, v in bad[:5])
+            more = f' and {len(bad) - 5} more' if len(bad) > 5 else ''
+            raise DatasetOptionError(
+                f"{self.meta_info_path}: {len(bad)} image name(s) leave the image folder dataroot_target ({shown}"
+                f"{more}; rows counted from the first data row): names are paths relative to dataroot_target, "
+                "without '..' or a leading '/'; fix those rows (pyiqa-agiqa prepare writes such names) or move the "
+                'images under dataroot_target')
 
     def mos_normalize(self, opt):
         divisor = float(opt.get('mos_divisor', 1.0))
@@ -191,7 +234,8 @@ class AGIQADataset(BaseIQADataset):
         """Raise FileNotFoundError listing every missing or unreadable image of this split."""
         paths = [(item['row'], item[key]) for item in self.paths_mos for key in ('img_path', 'ref_path')
                  if item[key] is not None]
-        problems = [(row, path, reason) for row, path in paths if (reason := probe_image(path))]
+        with pixel_limit(self.max_pixels):
+            problems = [(row, path, reason) for row, path in paths if (reason := probe_image(path, self.pixel_fix))]
         if problems:
             shown = '\n'.join(f'  row {row + 1}: {path}: {reason}' for row, path, reason in problems[:20])
             more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
@@ -202,7 +246,8 @@ class AGIQADataset(BaseIQADataset):
 
     def load_image(self, path: str) -> torch.Tensor:
         """Read, (views-)resize, augment and (views-)cut one image."""
-        img = load_rgb(path)
+        with pixel_limit(self.max_pixels):
+            img = load_rgb(path, fix=self.pixel_fix)
         if self.views is not None:
             img = self.views.resize(img)
         img = self.trans(img)

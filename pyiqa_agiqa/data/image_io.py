@@ -16,8 +16,10 @@ that is no image, a truncated or corrupt one, any exception a decoder plugin rai
 out of memory, and an image declaring more pixels than the limit. The limit is PIL's
 decompression-bomb limit, ``Image.MAX_IMAGE_PIXELS`` (89,478,485 pixels, e.g. 9459 x 9459, by
 default), enforced strictly: PIL itself only warns up to twice that. :func:`set_max_pixels`
-changes it for the process (``--max-pixels`` on the command line); the header is checked before
-any pixel is decoded, so a 1.5 MB PNG declaring 40000 x 40000 pixels costs nothing.
+changes it for the process (``--max-pixels`` on the command line of ``score``), and a training
+dataset's option ``max_pixels`` for that dataset's reads (:func:`pixel_limit`); the header is
+checked before any pixel is decoded, so a 1.5 MB PNG declaring 40000 x 40000 pixels costs nothing.
+An error names the file (a stream is named by the name given, never by its ``<_io.BytesIO ...>``).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from typing import BinaryIO, Iterator, Optional, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import AGIQAError
+from ..errors import AGIQAError, name_streams
 
 ImageSource = Union[str, os.PathLike, Image.Image, BinaryIO]
+LIMIT_FIX = '--max-pixels N (pyiqa_agiqa.data.image_io.set_max_pixels)'  # how to raise the limit, in errors
 
 
 class ImageReadError(AGIQAError, OSError):
@@ -49,18 +52,35 @@ def set_max_pixels(limit: Optional[int]) -> None:
     Image.MAX_IMAGE_PIXELS = int(limit) if limit else None
 
 
-def check_pixels(size, name: str) -> None:
+@contextlib.contextmanager
+def pixel_limit(limit: Optional[int]) -> Iterator[None]:
+    """Reads inside the block refuse images of more than ``limit`` pixels (0: no limit; None:
+    the process's limit, unchanged); the previous limit is restored after. The limit is PIL's
+    process-wide ``Image.MAX_IMAGE_PIXELS``: this is for a process's own sequential reads (a
+    training dataset's, in the training process or a loader worker), not for reads that other
+    threads make at the same time."""
+    if limit is None:
+        yield
+        return
+    saved = Image.MAX_IMAGE_PIXELS
+    set_max_pixels(limit)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def check_pixels(size, name: str, fix: str = LIMIT_FIX) -> None:
     """Raise ImageReadError if an image of ``size`` (width, height) exceeds the pixel limit."""
     limit = Image.MAX_IMAGE_PIXELS
     pixels = int(size[0]) * int(size[1])
     if limit and pixels > limit:
-        raise _too_large(name, f'{size[0]} x {size[1]} = {pixels:,}', limit)
+        raise _too_large(name, f'{size[0]} x {size[1]} = {pixels:,}', limit, fix)
 
 
-def _too_large(name: str, pixels: str, limit: int) -> ImageReadError:
+def _too_large(name: str, pixels: str, limit: int, fix: str = LIMIT_FIX) -> ImageReadError:
     return ImageReadError(f'Cannot read image {name}: it declares {pixels} pixels, more than the limit of '
-                          f'{limit:,} (a decompression bomb?); if the image is genuine, raise the limit with '
-                          '--max-pixels N (pyiqa_agiqa.data.image_io.set_max_pixels)')
+                          f'{limit:,} (a decompression bomb?); if the image is genuine, raise the limit with {fix}')
 
 
 def _to_8bit_grey(img: Image.Image) -> Image.Image:
@@ -88,25 +108,27 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 @contextlib.contextmanager
-def open_within_limit(source, name: str) -> Iterator[Image.Image]:
+def open_within_limit(source, name: str, fix: str = LIMIT_FIX) -> Iterator[Image.Image]:
     """``Image.open(source)`` (lazy: the header only) of an image within the pixel limit, else
     :class:`ImageReadError` naming ``name`` (PIL's own bomb error, raised on opening beyond twice
-    its limit, included)."""
+    its limit, included) and ``fix``, the way to raise the limit where the caller reads."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # refused by check_pixels instead
             img = Image.open(source)
     except Image.DecompressionBombError as error:
         found = re.search(r'\((\d+) pixels\)', str(error))
-        raise _too_large(name, f'{int(found.group(1)):,}' if found else 'too many', Image.MAX_IMAGE_PIXELS) from None
+        raise _too_large(name, f'{int(found.group(1)):,}' if found else 'too many', Image.MAX_IMAGE_PIXELS,
+                         fix) from None
     with img:
-        check_pixels(img.size, name)
+        check_pixels(img.size, name, fix)
         yield img
 
 
-def load_rgb(source: ImageSource, name: Optional[str] = None) -> Image.Image:
+def load_rgb(source: ImageSource, name: Optional[str] = None, fix: str = LIMIT_FIX) -> Image.Image:
     """Open and fully decode an image (a path, an open binary file or a PIL image) as 8-bit RGB,
-    or raise ImageReadError naming it (``name``: how to name a file object in the error)."""
+    or raise ImageReadError naming it (``name``: how to name a file object in the error; ``fix``:
+    how to raise the pixel limit)."""
     if isinstance(source, Image.Image):
         return to_rgb(ImageOps.exif_transpose(source))
     if hasattr(source, 'read'):
@@ -116,26 +138,28 @@ def load_rgb(source: ImageSource, name: Optional[str] = None) -> Image.Image:
         if not os.path.isfile(source):
             raise ImageReadError(f'Image file not found: {source}')
     try:
-        with open_within_limit(source, name) as img:
+        with open_within_limit(source, name, fix) as img:
             img.load()
             return to_rgb(ImageOps.exif_transpose(img))
     except ImageReadError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise ImageReadError(f'Cannot read image {name}: {error}') from error
+        # PIL names a stream by its repr (<_io.BytesIO object at 0x...>): name the file instead
+        raise ImageReadError(f'Cannot read image {name}: {name_streams(str(error), repr(name))}') from error
     except MemoryError:
         raise ImageReadError(f'Cannot read image {name}: out of memory while decoding it') from None
     except Exception as error:  # noqa: BLE001 - a decoder plugin may raise anything: name the file
-        raise ImageReadError(f'Cannot read image {name}: {type(error).__name__}: {error}') from error
+        raise ImageReadError(f'Cannot read image {name}: {type(error).__name__}: '
+                             f'{name_streams(str(error), repr(name))}') from error
 
 
-def probe_image(path: str) -> str:
+def probe_image(path: str, fix: str = LIMIT_FIX) -> str:
     """Return '' if ``path`` is an existing file with an image header within the pixel limit,
-    else the reason."""
+    else the reason (``fix``: how to raise the limit, for an image over it)."""
     if not os.path.isfile(path):
         return 'missing'
     try:
-        with open_within_limit(path, path) as img:
+        with open_within_limit(path, path, fix) as img:
             img.verify()
     except ImageReadError as error:
         return f"too large ({str(error).split(': ', 1)[1]})"

@@ -1,8 +1,10 @@
 """``pyiqa-agiqa export``: a trained experiment -> an exported-weights folder (see weights/card.py).
 
 What is read from ``experiments/NAME`` (written by ``pyiqa-agiqa train``): the option file
-copied there, ``results.json`` (figures at the selected checkpoint, selection, versions) and
-``models/net_best.{safetensors,pth}`` (the val-selected weights).
+copied there, ``results.json`` (figures at the selected checkpoint, selection, the iterations
+completed, versions) and ``models/net_best.{safetensors,pth}`` (the val-selected weights). A
+run that completed no training iteration is refused (its net_best would be the untrained
+network).
 
 A multi-split run (``train-nsplits``: folders ``NAME_Split00`` ... next to each other) is
 exported by giving ``experiments/NAME``: every split goes to ``DIR/split_NN`` (or only the
@@ -61,6 +63,18 @@ def _data_licence(key: Optional[str]) -> str:
     return f"{info.get('title', key)}: {info.get('licence', 'see its source')}"
 
 
+def check_trained(folder: Path, record: dict) -> None:
+    """A run that completed no training iteration (``iterations`` of results.json 0), or whose
+    net_best was selected at iteration 0 (the weights before training), has nothing trained to
+    export: its network would pass as fine-tuned."""
+    done, selected = record.get('iterations'), record.get('selected_iter')
+    if done == 0 or selected == 0:
+        why = ('the run completed no training iteration (results.json: iterations 0)' if done == 0 else
+               'its net_best was selected at iteration 0, before any training step (results.json: selected_iter 0)')
+        raise OptionError(f'{folder} holds no trained weights: {why}, so exporting it would pass untrained weights '
+                          'as fine-tuned; train it (train.total_epoch or total_iter >= 1) and export again')
+
+
 def experiment_card(folder: Path, splits: Optional[dict] = None) -> tuple:
     """(state dict, card) of one experiment folder."""
     record_path = folder / 'results.json'
@@ -68,6 +82,7 @@ def experiment_card(folder: Path, splits: Optional[dict] = None) -> tuple:
         raise OptionError(f'{folder} has no results.json: the run did not finish (or was trained before '
                           'pyiqa-agiqa 0.1 wrote it); finish it with pyiqa-agiqa train --auto_resume')
     record = json.loads(record_path.read_text())
+    check_trained(folder, record)
     option_path = _option_file(folder)
     opt = yaml.safe_load(option_path.read_text())
     train_block = opt['datasets']['train']

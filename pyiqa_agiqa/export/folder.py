@@ -19,7 +19,7 @@ import torch
 from ..metric_configs import AGIQA_METRIC_CONFIGS
 from ..version import versions
 from ..weights.card import CARD_FILE, CARD_FORMAT, METHOD_NAMES, README_FILE, WEIGHTS_FILE
-from ..weights.io import save_weights, sha256_file
+from ..weights.io import atomic_write, save_weights, sha256_file
 from ..weights.card import CARD_VERSION
 
 
@@ -78,8 +78,10 @@ def write_exported(folder, state: Mapping[str, torch.Tensor], card: dict, overwr
                                                                    'architecture': card['architecture']})
     card = dict(card, weights=dict(file=WEIGHTS_FILE, sha256=sha256_file(weights), dtype='float32',
                                    parameters=int(sum(v.numel() for v in state.values()))))
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=1, default=str) + '\n')
-    (folder / README_FILE).write_text(card_readme(card))
+    text = json.dumps(card, indent=1, default=str) + '\n'
+    atomic_write(folder / CARD_FILE, lambda tmp: Path(tmp).write_text(text))
+    readme = card_readme(card)
+    atomic_write(folder / README_FILE, lambda tmp: Path(tmp).write_text(readme))
     return folder
 
 

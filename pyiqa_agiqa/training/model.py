@@ -61,7 +61,7 @@ from ..archs.backbone.precision import autocast
 from . import distributed
 from .option_check import check_options
 from .state import StateStore
-from ..weights.io import load_network_weights, nonfinite_entries, save_weights
+from ..weights.io import fit_state_dict, load_network_weights, nonfinite_entries, save_weights
 from .stages import parse_stages
 
 
@@ -494,20 +494,27 @@ class AGIQAModel(GeneralIQAModel):
             current_iter=self.current_iter,
             grad_scaler=self.grad_scaler.state_dict() if self.grad_scaler is not None else None)
 
-    def load_training_state(self, state: dict) -> None:
-        """Restore :meth:`training_state` (after the model was built from the same options)."""
-        self.net_best.load_state_dict(state['net_best'])
+    def load_training_state(self, state: dict, source: str = 'the training state') -> None:
+        """Restore :meth:`training_state` (after the model was built from the same options);
+        ``source`` names the state in errors."""
+        hint = ('the run was started with other options (network, clip_model ...): resume it with the option '
+                'file it started with, or start a new run under another name')
+        fit_state_dict(self.net_best, state['net_best'], f'{source} (net_best)', hint=hint)
         if self.stages:
             self._enter_stage(state['stage_index'], reload=False)
         bare = self.get_bare_model(self.net)
-        bare.load_state_dict(state['net'])
+        fit_state_dict(bare, state['net'], f'{source} (net)', hint=hint)
         if len(state['optimizers']) != len(self.optimizers) or len(state['schedulers']) != len(self.schedulers):
-            raise TrainingError('the training state does not fit these options (optimizers / schedulers differ): '
+            raise TrainingError(f'{source} does not fit these options (optimizers / schedulers differ): '
                                 'was the option file changed?')
-        for optimizer, saved in zip(self.optimizers, state['optimizers']):
-            optimizer.load_state_dict(saved)
-        for scheduler, saved in zip(self.schedulers, state['schedulers']):
-            scheduler.load_state_dict(saved)
+        try:
+            for optimizer, saved in zip(self.optimizers, state['optimizers']):
+                optimizer.load_state_dict(saved)
+            for scheduler, saved in zip(self.schedulers, state['schedulers']):
+                scheduler.load_state_dict(saved)
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise TrainingError(f'{source}: its optimiser / scheduler state does not fit these options '
+                                f"({' '.join(str(error).split())}); {hint}") from None
         self._stopped, self._no_improvement = state['stopped'], state['no_improvement']
         self._best_iter, self.best_metric_results = state['best_iter'], state['best_metric_results']
         self._last_results = {k: (it, OrderedDict(r)) for k, (it, r) in state['last_results'].items()}

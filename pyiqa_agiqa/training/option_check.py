@@ -5,13 +5,22 @@ after training time is spent. :func:`check_options` reads every section (top lev
 ``network``, ``datasets`` with their ``views`` and ``augment``, ``train`` with its losses
 and stages, ``val`` with its metrics, ``key_metric`` and ``select_on``, ``logger``,
 ``path``) and raises :class:`~pyiqa_agiqa.errors.OptionError` naming the key, the section
-and the known keys (with a "did you mean" when one is close).
+and the known keys (with a "did you mean" when one is close). Numbers that cannot train
+(``total_epoch: -1``, ``batch_size_per_gpu: 0``, ``lr: .nan``, a zero ``print_freq`` ...)
+are refused too, naming the key and its section.
+
+The run's ``name`` becomes the folder ``experiments/NAME`` (and ``tb_logger/NAME``), which
+pyiqa renames away when it exists: :func:`check_run_name` admits one folder name only, so
+that no option file reaches a folder outside ``experiments/``. :func:`check_option_file`
+checks what only the file itself shows, before pyiqa's parser reads it (the name's type,
+``manual_seed``, ``num_gpu``, and the ``path`` keys that the parser sets itself).
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import List
+import math
+from typing import List, Optional
 
 from ..archs import network_class
 from ..errors import OptionError
@@ -34,6 +43,142 @@ PATH_KEYS = {'pretrain_network', 'strict_load', 'param_key_g', 'resume_state', '
              'training_states', 'log', 'visualization', 'results_root'}
 DIST_PARAM_KEYS = {'backend', 'port', 'timeout_s'}
 SAVE_FORMATS = ('pth', 'safetensors')
+# path keys pyiqa's parser sets from the root folder and the name (a value in the file would be
+# silently replaced, or, for results_root, created wherever it points)
+PARSER_PATH_KEYS = ('experiments_root', 'models', 'training_states', 'log', 'visualization', 'results_root')
+SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # pyiqa's own, besides torch's
+
+
+def check_run_name(name, where: str = 'name') -> None:
+    """A run name is one folder name: it becomes ``experiments/NAME``, which pyiqa renames to
+    ``NAME_archived_<time>`` when it exists, so a name with a separator, ``.`` / ``..``, an
+    absolute path or an empty one would move or write folders outside ``experiments/``."""
+    if not isinstance(name, str):
+        raise OptionError(f'{where} must be a text (the run\'s folder name under experiments/), got {name!r}: '
+                          f"quote it, e.g. name: '{name}'")
+    bad = ('it is empty' if not name.strip() else
+           'it holds a NUL character' if '\0' in name else
+           "it holds a path separator ('/' or '\\')" if '/' in name or '\\' in name else
+           f"'{name}' is not a folder name" if name in ('.', '..') else '')
+    if bad:
+        safe = '_'.join(part for part in name.replace('\\', '/').replace('\0', '').split('/')
+                        if part not in ('', '.', '..')) or 'my_run'
+        raise OptionError(f'{where} {name!r} is not a run name: {bad}. The name becomes the folder '
+                          f"experiments/NAME, so it must be one folder name (no '/' or '\\', not '.' or '..', not "
+                          f"empty); e.g. name: {safe} (pyiqa-agiqa train --root DIR puts experiments/ under DIR)")
+
+
+def _describe(integer: bool, low, low_open: bool, high, high_open: bool) -> str:
+    kind = 'a whole number' if integer else 'a finite number'
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high}")
+    return f"{kind} {' and '.join(bounds)}".strip()
+
+
+def check_number(value, where: str, meaning: str = '', integer: bool = False, low=None, low_open: bool = False,
+                 high=None, high_open: bool = False) -> None:
+    """``value`` must be a finite int / float (integral with ``integer``) within the bounds,
+    else an OptionError naming ``where`` (``section.key``) and what the key means."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (not integer or float(value).is_integer())
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        what = f' ({meaning})' if meaning else ''
+        raise OptionError(f'{where} must be {_describe(integer, low, low_open, high, high_open)}{what}, '
+                          f'got {value!r}')
+
+
+def _finite_numbers(section: dict, where: str) -> None:
+    """Every number of ``section`` (and of its lists) must be finite."""
+    for key, value in section.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise OptionError(f'{where}.{key} must be finite, got {value!r}')
+
+
+def check_optimizer(optim: dict, where: str) -> None:
+    """A torch.optim type, a learning rate > 0 (``lr`` and pyiqa's ``lr_<module>``), weight
+    decays >= 0, ``betas`` in [0, 1), ``eps`` > 0, ``momentum`` >= 0; every number finite."""
+    import torch
+
+    kind = optim.get('type')
+    classes = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
+               and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != 'Optimizer']
+    if kind not in classes:
+        close = difflib.get_close_matches(str(kind), classes, n=3, cutoff=0.6)
+        hint = f'; did you mean {close}?' if close else f'; one of torch.optim\'s: {sorted(classes)}'
+        raise OptionError(f"{where}.type: unknown optimizer {kind!r}{hint}")
+    check_constructor_options(getattr(torch.optim, kind),
+                              {k: v for k, v in optim.items() if not k.startswith(('lr_', 'weight_decay_'))}, where,
+                              skip=('type',))
+    for key, value in optim.items():
+        if key == 'lr' or key.startswith('lr_'):
+            check_number(value, f'{where}.{key}', 'the learning rate', low=0, low_open=True)
+        elif key.startswith('weight_decay'):
+            check_number(value, f'{where}.{key}', 'the weight decay', low=0)
+        elif key == 'eps':
+            check_number(value, f'{where}.{key}', low=0, low_open=True)
+        elif key in ('momentum', 'dampening'):
+            check_number(value, f'{where}.{key}', low=0)
+        elif key == 'betas':
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise OptionError(f'{where}.betas must be two numbers in [0, 1), e.g. [0.9, 0.999], got {value!r}')
+            for i, beta in enumerate(value):
+                check_number(beta, f'{where}.betas[{i}]', low=0, high=1, high_open=True)
+    if 'lr' not in optim and not any(k.startswith('lr_') for k in optim):
+        raise OptionError(f'{where} needs lr (the learning rate, a number > 0)')
+    _finite_numbers(optim, where)
+
+
+def check_scheduler(scheduler: dict, where: str) -> None:
+    """One of pyiqa's schedulers or torch.optim.lr_scheduler's; every number finite, ``gamma``
+    > 0, ``T_max`` / ``step_size`` whole numbers >= 1, ``eta_min`` >= 0."""
+    import torch
+
+    kind = scheduler.get('type')
+    module = torch.optim.lr_scheduler
+    known = list(SCHEDULERS) + [n for n in dir(module) if isinstance(getattr(module, n), type)
+                                and issubclass(getattr(module, n), module.LRScheduler) and not n.startswith('_')
+                                and n != 'LRScheduler']
+    if kind not in known:
+        close = difflib.get_close_matches(str(kind), known, n=3, cutoff=0.6)
+        hint = f'; did you mean {close}?' if close else f'; one of {sorted(set(known))}'
+        raise OptionError(f'{where}.type: unknown scheduler {kind!r}{hint}')
+    for key in ('gamma', 'max_lr'):
+        if key in scheduler:
+            check_number(scheduler[key], f'{where}.{key}', low=0, low_open=True)
+    for key in ('T_max', 'step_size', 'T_0'):
+        if key in scheduler:
+            check_number(scheduler[key], f'{where}.{key}', integer=True, low=1)
+    if 'eta_min' in scheduler:
+        check_number(scheduler['eta_min'], f'{where}.eta_min', 'the lowest learning rate', low=0)
+    _finite_numbers(scheduler, where)
+
+
+def check_option_file(raw: dict, path: Optional[str] = None) -> None:
+    """What only the option file shows, before pyiqa's parser reads it: the run name (its
+    type too: pyiqa joins it into paths), ``manual_seed`` and ``num_gpu`` (used by the parser),
+    and the ``path`` keys the parser sets itself from ``--root`` and the name."""
+    check_run_name(raw.get('name'))
+    seed = raw.get('manual_seed')
+    if seed is not None:
+        check_number(seed, 'manual_seed', 'the random seed', integer=True, low=0, high=2**31 - 1)
+    gpus = raw.get('num_gpu')
+    if gpus != 'auto':
+        check_number(gpus, 'num_gpu', "GPUs to use; 'auto': the GPUs there are", integer=True, low=0)
+    paths = raw.get('path') or {}
+    if isinstance(paths, dict):
+        given = [k for k in PARSER_PATH_KEYS if paths.get(k) is not None]
+        if given:
+            raise OptionError(f'path.{given[0]} cannot be set in an option file: a run\'s folders are '
+                              'ROOT/experiments/NAME (with models/, training_states/ ...), set from the name and '
+                              f'--root (pyiqa would ignore path.{given[0]}, or create it wherever it points); drop '
+                              f'it and give pyiqa-agiqa train --root DIR')
 
 
 def target_names(opt: dict, cls) -> List[str]:
@@ -87,10 +232,10 @@ def check_val(opt: dict, targets: List[str]) -> None:
     freq, epochs = val.get('val_freq'), val.get('val_epochs')
     if freq is None and epochs is None:
         raise OptionError('val needs val_freq (validate every N iterations) or val_epochs (every N epochs)')
-    if freq is not None and (not isinstance(freq, (int, float)) or isinstance(freq, bool) or freq < 1):
-        raise OptionError(f'val.val_freq must be a number of iterations >= 1, got {freq!r}')
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
-        raise OptionError(f'val.val_epochs must be a number of epochs >= 1, got {epochs!r}')
+    if freq is not None:
+        check_number(freq, 'val.val_freq', 'validate every N iterations', integer=True, low=1)
+    if epochs is not None:
+        check_number(epochs, 'val.val_epochs', 'validate every N epochs', integer=True, low=1)
     select_on = val.get('select_on')
     val_names = [b.get('name') for p, b in (opt.get('datasets') or {}).items() if str(p).startswith('val')]
     if select_on is not None and select_on not in val_names:
@@ -120,15 +265,25 @@ def check_train(opt: dict, targets: List[str]) -> None:
         if not isinstance(loss, dict) or 'type' not in loss:
             raise OptionError(f"{where} needs a 'type' (a pyiqa loss such as L1Loss)")
         check_constructor_options(registry_entry(LOSS_REGISTRY, loss['type'], 'loss', where), loss, where)
+        if 'loss_weight' in loss:
+            check_number(loss['loss_weight'], f'{where}.loss_weight', low=0)
+        _finite_numbers(loss, where)
+    check_length(train)
     if train.get('stages'):
         try:
-            parse_stages(train, targets)
+            stages = parse_stages(train, targets)
         except ValueError as error:
             raise OptionError(str(error)) from None
+        for i, (given, stage) in enumerate(zip(train['stages'], stages)):
+            check_optimizer(stage['optim'], f'train.stages[{i}].optim')
+            if given.get('scheduler'):
+                check_scheduler(stage['scheduler'], f'train.stages[{i}].scheduler')
     else:
         for key in ('optim', 'scheduler'):
             if not isinstance(train.get(key), dict) or 'type' not in train[key]:
                 raise OptionError(f"train.{key} needs a 'type' (or give train.stages)")
+        check_optimizer(train['optim'], 'train.optim')
+        check_scheduler(train['scheduler'], 'train.scheduler')
     from ..archs.backbone.precision import DTYPES
     if train.get('precision', 'fp32') not in DTYPES:
         raise OptionError(f"train.precision must be one of {list(DTYPES)} (fp32: the reference; bf16 / fp16: "
@@ -140,6 +295,40 @@ def check_train(opt: dict, targets: List[str]) -> None:
     if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
         raise OptionError(f'train.nonfinite_skip must be an int >= 0 (steps with a non-finite loss that may be '
                           f'skipped before the run stops), got {skip!r}')
+
+
+def check_length(train: dict) -> None:
+    """``total_epoch`` / ``total_iter``: at least one whole epoch or iteration to train, and
+    ``warmup_iter`` -1 (none) or a count."""
+    epochs, iters = train.get('total_epoch'), train.get('total_iter')
+    if epochs is None and iters is None:
+        raise OptionError('train needs total_epoch (epochs to train) or total_iter (iterations to train)')
+    if epochs is not None:
+        check_number(epochs, 'train.total_epoch', 'the epochs to train', integer=True, low=1)
+    else:
+        check_number(iters, 'train.total_iter', 'the iterations to train', integer=True, low=1)
+    if train.get('warmup_iter') is not None:
+        check_number(train['warmup_iter'], 'train.warmup_iter', 'warm-up length; -1: none', integer=True, low=-1)
+
+
+LOADER_NUMBERS = (  # (key, meaning, lowest value) of pyiqa's loader keys of a dataset block
+    ('batch_size_per_gpu', 'images per batch and process', 1), ('num_worker_per_gpu', 'loader processes', 0),
+    ('dataset_enlarge_ratio', 'times the dataset is repeated per epoch', 1),
+    ('num_prefetch_queue', 'batches prefetched', 1))
+
+
+def check_loader(block: dict, where: str, train: bool) -> None:
+    """pyiqa's loader keys of one dataset block (``batch_size_per_gpu`` is needed for training)."""
+    if train and block.get('batch_size_per_gpu') is None:
+        raise OptionError(f'{where} needs batch_size_per_gpu (images per batch and process, >= 1)')
+    for key, meaning, low in LOADER_NUMBERS:
+        if block.get(key) is not None:
+            check_number(block[key], f'{where}.{key}', meaning, integer=True, low=low)
+    mode = block.get('prefetch_mode')
+    if train and mode not in (None, 'cpu', 'cuda'):
+        raise OptionError(f"{where}.prefetch_mode must be cpu or cuda, got {mode!r}")
+    if train and mode == 'cuda' and block.get('pin_memory') is not True:
+        raise OptionError(f'{where}.prefetch_mode: cuda needs pin_memory: true')
 
 
 def check_datasets(opt: dict, network_cls) -> None:
@@ -161,6 +350,7 @@ def check_datasets(opt: dict, network_cls) -> None:
         check = getattr(cls, 'check_options', None)
         if check is not None:
             check(block, where)
+        check_loader(block, where, phase == 'train')
         if block.get('load_reference') and not getattr(network_cls, 'takes_reference', False) \
                 and (opt.get('train') or {}).get('use_ref', True):
             raise OptionError(
@@ -170,21 +360,37 @@ def check_datasets(opt: dict, network_cls) -> None:
                 'false to load the source images without giving them to the network.')
 
 
+def check_logger(logger: Optional[dict]) -> None:
+    """Frequencies of the log and the checkpoints: whole numbers >= 1 (``save_state_epochs``
+    0: no state at epoch ends), ``keep_states`` >= 1."""
+    check_keys(logger, LOGGER_KEYS, 'logger')
+    logger = logger or {}
+    for key, meaning, low in (('print_freq', 'log every N iterations', 1),
+                              ('save_checkpoint_freq', 'a checkpoint and a state every N iterations', 1),
+                              ('save_latest_freq', 'net_latest every N iterations', 1),
+                              ('log_imgs_freq', 'images logged every N iterations', 1),
+                              ('save_state_epochs', 'a state every N epochs; 0: none', 0),
+                              ('keep_states', 'the newest states kept', 1)):
+        if logger.get(key) is not None:
+            check_number(logger[key], f'logger.{key}', meaning, integer=True, low=low)
+    save_format = logger.get('save_format', 'pth')
+    if save_format not in SAVE_FORMATS:
+        raise OptionError(f'logger.save_format must be one of {list(SAVE_FORMATS)}, got {save_format!r}')
+
+
 def check_options(opt: dict) -> None:
     """Raise OptionError for the first problem found in a training option dict."""
     check_keys({k: v for k, v in opt.items() if k not in PARSER_KEYS}, TOP_LEVEL_KEYS, 'top level')
     for key in ('name', 'model_type', 'network', 'datasets'):
         if key not in opt:
             raise OptionError(f"the option file lacks the top-level key '{key}'")
+    check_run_name(opt['name'])
     cls = network_class(opt)
     check_constructor_options(cls, opt['network'], 'network')
     targets = target_names(opt, cls)
     check_datasets(opt, cls)
     check_train(opt, targets)
     check_val(opt, targets)
-    check_keys(opt.get('logger'), LOGGER_KEYS, 'logger')
+    check_logger(opt.get('logger'))
     check_keys(opt.get('path'), PATH_KEYS, 'path')
     check_keys(opt.get('dist_params'), DIST_PARAM_KEYS, 'dist_params')
-    save_format = (opt.get('logger') or {}).get('save_format', 'pth')
-    if save_format not in SAVE_FORMATS:
-        raise OptionError(f'logger.save_format must be one of {list(SAVE_FORMATS)}, got {save_format!r}')

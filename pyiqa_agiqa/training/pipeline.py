@@ -44,7 +44,7 @@ import yaml
 from ..errors import OptionError, TrainingError
 from . import distributed
 from .data import build_eval_loader, build_train_loader
-from .option_check import check_options
+from .option_check import check_option_file, check_options, check_run_name
 from ..weights.io import atomic_write, nonfinite_entries
 from .console import Progress, hold_back_console, restore_console
 from .state import StateStore, capture_rng, load_state, restore_rng, resume_path
@@ -111,10 +111,15 @@ def load_options(argv: List[str], root_path: str, command: str = 'train') -> dic
     if missing:
         raise OptionError(f"option file '{args.opt}' lacks the top-level key(s) {missing} (pyiqa's option parser "
                           f'needs {list(PYIQA_REQUIRED_KEYS)}; num_gpu: auto uses the GPUs there are)')
+    try:
+        check_option_file(raw)
+    except OptionError as error:
+        raise OptionError(f"option file '{args.opt}': {error}") from None
     distributed.init_distributed(args.launcher, raw.get('num_gpu', 'auto'), raw.get('dist_params'))
     root_path = os.path.abspath(os.path.expanduser(args.root)) if args.root else root_path
     with _argv(_pyiqa_argv(args)):
         opt, _ = parse_options(root_path, is_train=True)
+    check_run_name(opt['name'], 'name (after --force_yml / --debug)')
     opt['dist'] = distributed.is_distributed()
     opt['root_path'] = root_path
     return opt, os.path.abspath(args.opt)
@@ -292,7 +297,7 @@ class TrainingRun:
                 raise TrainingError(f"{path} was written by a run with {state['world_size']} process(es); resume it "
                                     f"with the same number of processes ({opt['world_size']} now): the data shards "
                                     'and RNG states depend on it')
-            model.load_training_state(state)
+            model.load_training_state(state, source=path)
             restore_rng(state['rng'][distributed.rank()])
             start_epoch, skip, current_iter = state['epoch'], state['batches_done'], state['iter']
             logger.info(f'Resuming from {path}: epoch {start_epoch}, {skip} batches into it, iteration {current_iter}')
@@ -374,7 +379,8 @@ class TrainingRun:
 def write_results(opt: dict, model) -> str:
     """``experiments/NAME/results.json``: the figures at the selected checkpoint, where and by
     what they were selected (with the key metric of every validation of the selection part,
-    ``selection_history``: [[iteration, value], ...]), and the versions that trained them (read
+    ``selection_history``: [[iteration, value], ...]), the iterations the run completed
+    (``iterations``: ``export`` refuses a run of none) and the versions that trained them (read
     by ``export`` and ``benchmark``)."""
     from ..version import versions
 
@@ -382,6 +388,7 @@ def write_results(opt: dict, model) -> str:
     train = opt['datasets']['train']
     record = dict(name=opt['name'], results=model.best_metric_results, selected_iter=model._best_iter,
                   selected_on=model._select_name, key_metric=getattr(model, 'key_metric', None),
+                  iterations=int(model.current_iter),
                   outputs=list(model.targets), versions=versions(),
                   selection_history=[[int(i), float(v)] for i, v in model._selection_history],
                   split=dict(scheme=train.get('split_scheme'), index=train.get('split_index')))

@@ -47,8 +47,12 @@ def parse_stages(train_opt: dict, targets: List[str]) -> List[dict]:
             raise ValueError(f'{where}: unknown option(s) {unknown}; known: {sorted(STAGE_KEYS)}')
         if not isinstance(stage.get('epochs'), int) or stage['epochs'] < 1:
             raise ValueError(f'{where}: epochs must be a positive int')
-        if 'optim' not in stage:
-            raise ValueError(f'{where}: optim is required')
+        if not isinstance(stage.get('optim'), dict) or 'type' not in stage['optim']:
+            raise ValueError(f"{where}: optim is required, with a 'type' (e.g. AdamW) and lr")
+        early = stage.get('early_stop')
+        if early is not None and (not isinstance(early, int) or isinstance(early, bool) or early < 1):
+            raise ValueError(f'{where}: early_stop must be a whole number of validations >= 1 (or absent), '
+                             f'got {early!r}')
         losses = stage.get('losses') or list(targets)
         if not set(losses) <= set(targets):
             raise ValueError(f'{where}: losses {losses} must be target outputs {list(targets)}')

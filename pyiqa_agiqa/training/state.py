@@ -5,7 +5,7 @@ continue as if it had not stopped: the network and the val-selected ``net_best``
 and schedulers, the best validation results, the training stage, early-stop and
 skipped-step counters, the epoch and the batches already done in it, and the RNG states of
 every process. Only tensors, numbers, strings and containers: it loads with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``; a state whose networks hold NaN or infinity is refused.
 
 Files are written atomically (a kill leaves the previous complete file); the newest
 ``keep`` states are kept. :meth:`StateStore.latest` returns the newest state that loads; a
@@ -23,7 +23,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..weights.io import WeightsFormatError, atomic_write, load_file
+from ..weights.io import WeightsFormatError, atomic_write, check_finite, load_file
 
 STATE_FORMAT = 'pyiqa_agiqa.training_state'
 STATE_VERSION = 1
@@ -99,6 +99,9 @@ def load_state(path) -> dict:
         raise WeightsFormatError(f"'{path}' is not a pyiqa-agiqa training state (written by another program?)")
     if state.get('version', 0) > STATE_VERSION:
         raise WeightsFormatError(f"'{path}' was written by a newer pyiqa-agiqa (state version {state['version']})")
+    for key in ('net', 'net_best'):
+        if isinstance(state.get(key), dict):
+            check_finite(state[key], path, f' ({key})')
     return state
 
 

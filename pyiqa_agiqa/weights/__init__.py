@@ -13,10 +13,10 @@ architectures; everything here sits below them, because an architecture loads it
 fine-tuned weights (pyiqa's ``pretrained_model_path`` convention).
 """
 
-from .io import (PathLike, StateDict, UnsafeWeightsError, WeightsFormatError, atomic_write, convert_trusted_checkpoint,
-                 extract_state_dict, load_file, load_network_weights, load_state_dict, nonfinite_entries, save_weights,
-                 sha256_file, unsafe_or_unreadable)
+from .io import (PathLike, StateDict, UnsafeWeightsError, WeightsFormatError, atomic_write, check_finite,
+                 convert_trusted_checkpoint, extract_state_dict, fit_state_dict, load_file, load_network_weights,
+                 load_state_dict, nonfinite_entries, save_weights, sha256_file, unsafe_or_unreadable)
 
-__all__ = ['PathLike', 'StateDict', 'UnsafeWeightsError', 'WeightsFormatError', 'atomic_write',
-           'convert_trusted_checkpoint', 'extract_state_dict', 'load_file', 'load_network_weights', 'load_state_dict',
-           'nonfinite_entries', 'save_weights', 'sha256_file', 'unsafe_or_unreadable']
+__all__ = ['PathLike', 'StateDict', 'UnsafeWeightsError', 'WeightsFormatError', 'atomic_write', 'check_finite',
+           'convert_trusted_checkpoint', 'extract_state_dict', 'fit_state_dict', 'load_file', 'load_network_weights',
+           'load_state_dict', 'nonfinite_entries', 'save_weights', 'sha256_file', 'unsafe_or_unreadable']

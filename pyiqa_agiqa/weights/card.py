@@ -62,9 +62,22 @@ def read_card(folder) -> dict:
     return card
 
 
+def weights_file(folder, card: Mapping) -> Path:
+    """The weights file a card names: a file name in the card's own folder (a card is data
+    from elsewhere: a path that leaves its folder is refused)."""
+    name = (card.get('weights') or {}).get('file') if isinstance(card.get('weights'), Mapping) else None
+    if not isinstance(name, str) or not name or name in ('.', '..') or '/' in name or '\\' in name or '\0' in name:
+        raise CardMismatchError(f"{Path(folder) / CARD_FILE}: weights.file must be the name of a file in the card's "
+                                f"own folder (such as {WEIGHTS_FILE!r}), got {name!r}; export the weights again")
+    return Path(folder) / name
+
+
 def verify_weights(folder, card: Mapping) -> Path:
     """The weights file of an exported folder, after checking its SHA-256 against the card's."""
-    path = Path(folder) / card['weights']['file']
+    path = weights_file(folder, card)
+    if not path.is_file():
+        raise CardMismatchError(f"{path} is missing: the card of {folder} names it (weights.file); export the "
+                                'weights again')
     actual = sha256_file(path)
     if actual != card['weights']['sha256']:
         raise CardMismatchError(f"{path}: SHA-256 {actual[:12]}... differs from the card's "

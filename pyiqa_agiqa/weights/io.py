@@ -15,6 +15,15 @@ architecture, pyiqa's ``path.pretrain_network``, ``--weights`` of the CLI):
   training writes, e.g. ``experiments/NAME/models/net_best.pth``) or a bare state dict.
 
 A leading ``module.`` (DataParallel / DistributedDataParallel) is removed from every key.
+
+What is refused at load, in one line naming the file (:class:`WeightsFormatError`): a
+floating-point tensor holding NaN or infinity (a run that diverged: every score would be NaN),
+and weights that do not fit the network (:func:`fit_state_dict`: the first tensors of another
+shape with the shape found and the one expected, missing and unexpected keys), the usual sign
+of weights of another metric or CLIP model.
+
+Files are written atomically (:func:`atomic_write`) with the permissions an ordinary ``open()``
+would give: the user's umask for a new file, the old file's mode for a replaced one.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import hashlib
 import os
 import pickle
 import re
+import stat
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -116,7 +126,58 @@ def extract_state_dict(checkpoint, path: PathLike = '<memory>', key: Optional[st
     if bad:
         raise WeightsFormatError(f"'{path}' is not a state dict of tensors: entries {bad[:5]} are not tensors "
                                  f'(top-level keys: {list(checkpoint)[:10]})')
+    check_finite(checkpoint, path)
     return OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in checkpoint.items())
+
+
+NONFINITE_FIX = ('weights of a run that diverged (or a damaged file) score every image NaN: use an earlier '
+                 'checkpoint of that run (or its net_best), or train again with a lower learning rate')
+
+
+def check_finite(state: Mapping[str, torch.Tensor], path: PathLike = '<memory>', what: str = '',
+                 fix: str = NONFINITE_FIX) -> None:
+    """Raise :class:`WeightsFormatError` naming ``path`` (``what``: which part of it) and the
+    tensors if a floating-point tensor of ``state`` holds NaN or infinity."""
+    bad = nonfinite_entries(state)
+    if bad:
+        more = f' and {len(bad) - 5} more' if len(bad) > 5 else ''
+        raise WeightsFormatError(f"'{path}'{what} holds NaN or infinite values in {len(bad)} tensor(s) {bad[:5]}{more}:"
+                                 f' {fix}')
+
+
+def _shape(tensor) -> str:
+    return 'x'.join(str(n) for n in tensor.shape) or 'scalar'
+
+
+def fit_state_dict(net: torch.nn.Module, state: Mapping[str, torch.Tensor], where: PathLike, strict: bool = True,
+                   hint: Optional[str] = None) -> torch.nn.Module:
+    """Load ``state`` into ``net`` after checking that it fits: every tensor of the shape the
+    network has (always: torch cannot load another shape) and, with ``strict``, no missing or
+    unexpected key. Else :class:`WeightsFormatError` naming ``where``, the first offending
+    tensors (shape in the file, shape expected) and ``hint`` (by default: weights of another
+    metric or CLIP model)."""
+    own = net.state_dict()
+    shapes = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state] if strict else []
+    unexpected = [k for k in state if k not in own] if strict else []
+    if shapes or missing or unexpected:
+        name = type(net).__name__
+        clip = getattr(getattr(net, 'backbone', None), 'model_name', None)
+        parts = []
+        if shapes:
+            shown = '; '.join(f'{k}: {_shape(state[k])} in the file, {_shape(own[k])} expected' for k in shapes[:3])
+            parts.append(f"{len(shapes)} tensor(s) of another shape ({shown}{'; ...' if len(shapes) > 3 else ''})")
+        if strict:
+            parts.append(f'{len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected key(s) '
+                         f'{unexpected[:5]}')
+        if hint is None:
+            built = f"{name} built with clip_model '{clip}'" if clip else name
+            hint = (f'these are weights of another metric or CLIP model than this {built}: create the metric they '
+                    "were made for, with the clip_model they were trained with (an exported folder's card.json, or "
+                    "the run's option file, names both)")
+        raise WeightsFormatError(f"'{where}' does not fit {name}: {', '.join(parts)}. {hint[:1].upper()}{hint[1:]}")
+    net.load_state_dict(state, strict=strict)
+    return net
 
 
 def load_state_dict(path: PathLike, key: Optional[str] = 'params') -> StateDict:
@@ -137,17 +198,11 @@ def load_network_weights(net: torch.nn.Module, path: PathLike, strict: bool = Tr
                          key: Optional[str] = 'params') -> torch.nn.Module:
     """Load a weights file (local path or http(s) URL, cached by pyiqa) into ``net``.
 
-    With ``strict`` the keys must match exactly; the error then lists the missing and the
-    unexpected keys (the first few of each) and names the file.
+    With ``strict`` the keys must match exactly; shapes must always match (see
+    :func:`fit_state_dict`, whose error names the file and the offending tensors).
     """
     path = _fetch(path)
-    state = load_state_dict(path, key)
-    result = net.load_state_dict(state, strict=False)
-    if strict and (result.missing_keys or result.unexpected_keys):
-        raise WeightsFormatError(
-            f"'{path}' does not fit {type(net).__name__}: {len(result.missing_keys)} missing key(s) "
-            f'{result.missing_keys[:5]}, {len(result.unexpected_keys)} unexpected key(s) {result.unexpected_keys[:5]}')
-    return net
+    return fit_state_dict(net, load_state_dict(path, key), path, strict)
 
 
 def nonfinite_entries(state: Mapping[str, torch.Tensor]) -> list:
@@ -157,16 +212,26 @@ def nonfinite_entries(state: Mapping[str, torch.Tensor]) -> list:
 
 def atomic_write(path: PathLike, write) -> None:
     """Call ``write(tmp_path)``, flush it to disk and move it to ``path`` in one step, so that a
-    kill leaves either the old file or the complete new one, never a partial file."""
+    kill leaves either the old file or the complete new one, never a partial file.
+
+    The file gets the permissions an ordinary ``open(path, 'w')`` would give it: those of the
+    file it replaces, else ``0o666`` less the user's umask (and the folder's default ACL), even
+    where ``write`` makes a private file of its own (safetensors writes 0600 temporaries)."""
     path = os.fspath(path)
     tmp = f'{path}.tmp{os.getpid()}'
     try:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        # created as open() creates a file, so the kernel applies the umask / ACL: its mode is the one to keep
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.isfile(path) else stat.S_IMODE(os.stat(tmp).st_mode)
         write(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, 'rb') as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.remove(tmp)
 
 

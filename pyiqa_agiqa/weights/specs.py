@@ -30,7 +30,7 @@ import torch
 from ..errors import OptionError
 from .card import CardMismatchError, check_card, is_exported_folder, read_exported
 from .hub import HF_PREFIX, HubReference, fetch_from_hub
-from .io import PathLike, load_network_weights
+from .io import PathLike, WeightsFormatError, fit_state_dict, load_network_weights
 
 # name -> SPEC of published weights; empty until the project publishes trained weights
 NAMED_WEIGHTS: Dict[str, str] = {}
@@ -74,10 +74,12 @@ def load_weights(net: torch.nn.Module, spec: PathLike, options: Optional[Mapping
     if is_exported_folder(where):
         state, card = read_exported(where)
         check_card(card, net, dict(options or {}), str(spec))
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise CardMismatchError(f'{spec}: the weights do not fit {type(net).__name__} (missing {missing[:5]}, '
-                                    f'unexpected {unexpected[:5]})')
+        try:
+            fit_state_dict(net, state, os.path.join(str(spec), card['weights']['file']),
+                           hint=f"its card says {card['method']} ({card['architecture']}) with network options "
+                                f"{card['network']}: create one of the metrics {card['metrics']} with them")
+        except WeightsFormatError as error:
+            raise CardMismatchError(str(error)) from None
         return card
     load_network_weights(net, where)
     return {}

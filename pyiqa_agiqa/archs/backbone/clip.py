@@ -40,7 +40,7 @@ from torch import nn
 
 from ...errors import AGIQAError
 from ...prompts import warn_truncated
-from ...weights.io import UnsafeWeightsError, unsafe_or_unreadable
+from ...weights.io import UnsafeWeightsError, WeightsFormatError, check_finite, unsafe_or_unreadable
 
 _PLUGIN_CONFIG_DIR = Path(__file__).resolve().parent / 'model_configs'
 _configs_registered = False
@@ -142,12 +142,38 @@ def create_clip(model_name: str, weights: WeightsSpec = 'openai', cache_dir: Opt
         warnings.filterwarnings('ignore', message='QuickGELU mismatch')
         warnings.filterwarnings('ignore', message='.*TorchScript archive')
         try:  # open_clip reads checkpoints with torch.load(weights_only=True) or safetensors
-            return open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
+            model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
         except (pickle.UnpicklingError, RuntimeError) as error:
+            if 'Error(s) in loading state_dict' in str(error):
+                raise _misfit(model_name, pretrained, str(error)) from None
             refused = unsafe_or_unreadable(pretrained, error)
             if isinstance(refused, UnsafeWeightsError):
                 raise refused from None
             raise
+    if pretrained is not None:
+        check_finite(model.state_dict(), pretrained, ' (CLIP weights)',
+                     fix='a damaged file, whose scores would all be NaN: download or copy the CLIP weights again')
+    return model
+
+
+def _misfit(model_name: str, pretrained: str, text: str) -> WeightsFormatError:
+    """One line for torch's load_state_dict error on CLIP weights of another model."""
+    import re
+
+    shapes = re.findall(r'size mismatch for ([^:]+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from '
+                        r'checkpoint, the shape in current model is torch\.Size\(\[([^\]]*)\]\)', text)
+    found = []
+    if shapes:
+        shown = '; '.join(f"{k}: {f.replace(', ', 'x')} in the file, {e.replace(', ', 'x')} expected"
+                          for k, f, e in shapes[:3])
+        found.append(f"{len(shapes)} tensor(s) of another shape ({shown}{'; ...' if len(shapes) > 3 else ''})")
+    for label in ('Missing', 'Unexpected'):
+        keys = re.search(label + r' key\(s\) in state_dict: ((?:"[^"]*"(?:, )?)+)', text)
+        if keys:
+            found.append(f"{keys.group(1).count(chr(34)) // 2} {label.lower()} key(s)")
+    return WeightsFormatError(f"CLIP weights '{pretrained}' do not fit open_clip model '{model_name}': "
+                              f"{', '.join(found) or ' '.join(text.split())[:300]}. They are weights of another CLIP: "
+                              'give the clip_model they are for, or clip_pretrained weights of this one')
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from typing import BinaryIO, Optional
 
 from PIL import Image
 
+from ...errors import name_streams
 from .common import _MAX_CHUNK_BYTES, _Malformed, _Metadata, _inflate, _warnings_as_notes
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -137,7 +138,9 @@ def _pillow_metadata(fp: BinaryIO, meta: _Metadata) -> Optional[Image.Exif]:
         meta.xmp = img.info.get('xmp')
         return img.getexif()
     except Exception as err:  # noqa: BLE001 -- not an image / corrupt header / decompression bomb: no prompt
-        meta.notes.append(f'Pillow could not read the file ({type(err).__name__}: {err})')
+        name = getattr(fp, 'name', None)
+        text = name_streams(str(err), repr(os.fspath(name)) if isinstance(name, (str, os.PathLike)) else '')
+        meta.notes.append(f'Pillow could not read the file ({type(err).__name__}: {text})')
         return None
 
 
