@@ -48,6 +48,16 @@ def demo_data(tmp_path_factory):
     return csv, root / 'images'
 
 
+@pytest.fixture(scope='module')
+def local_ray():
+    """A local Ray instance of 2 CPUs for the tests of one module (the Ray engine's tests)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a network connection fails the test."""

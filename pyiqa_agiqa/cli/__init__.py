@@ -54,7 +54,7 @@ def _run(command, *args) -> int:
     from pyiqa_agiqa.training.distributed import rank
 
     prefix = f'[rank {rank()}] ' if rank() else ''
-    warnings.formatwarning = _one_line_warning
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return command(*args)
     except _one_line_errors() as error:
@@ -69,6 +69,8 @@ def _run(command, *args) -> int:
         print(f'{prefix}error: internal error ({type(error).__name__}): a bug in pyiqa-agiqa; please report it '
               'with the traceback above', file=sys.stderr, flush=True)
         return EXIT_INTERNAL
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 def main(argv: Optional[List[str]] = None) -> int:

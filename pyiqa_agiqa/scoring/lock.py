@@ -2,14 +2,37 @@
 output (a CSV / JSONL file of the local engine, a DST folder of the Ray engine), so that a
 second run on the same output (``--overwrite`` or ``--resume`` included) is refused instead of
 both reporting success while only one's rows survive. The lock dies with its process, however
-it ends (``flock``), so a killed run never leaves a stale lock."""
+it ends (``flock``), so a killed run never leaves a stale lock. A process forked while a lock
+is held (DataLoader workers) closes its copy at once, so that the lock never outlives the run
+that took it (a ``kill -9`` of the run, then ``--resume`` while the workers wind down)."""
 
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Optional
 
 from .contract import ScoringInputError
+
+
+_HELD = weakref.WeakSet()  # the locks this process holds
+
+
+def _drop_in_child() -> None:
+    """After a fork: close the child's copies of the held locks' files. flock belongs to the
+    open file description, so a copy kept by a child would hold the lock after the parent
+    dies; closing it (without unlocking) leaves the parent's lock as it is."""
+    for lock in list(_HELD):
+        if lock.handle is not None:
+            try:
+                lock.handle.close()
+            except OSError:
+                pass
+            lock.handle = None
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_drop_in_child)
 
 
 class OutputLock:
@@ -21,6 +44,7 @@ class OutputLock:
     def __init__(self, lock_path: str, what: str, remove: bool = False):
         self.path, self.remove = lock_path, remove
         self.handle = self._acquire(what)
+        _HELD.add(self)
 
     def _acquire(self, what: str):
         try:

@@ -33,13 +33,6 @@ WHITESPACE_PROMPTS = [' a red fox', 'a red fox ', '\ta red fox', 'a red fox\r\n'
 
 
 @pytest.fixture(scope='module')
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope='module')
 def images(tmp_path_factory):
     root = tmp_path_factory.mktemp('img')
     rng = np.random.default_rng(3)

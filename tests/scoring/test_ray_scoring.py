@@ -29,13 +29,6 @@ METRICS = ['ipce', 'cianet_consistency']
 
 
 @pytest.fixture(scope='module')
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
     """24 generated PNGs (two sizes) with A1111 prompts, one corrupt file, and a CSV listing them."""
     root = tmp_path_factory.mktemp('corpus')

@@ -348,3 +348,28 @@ def test_jsonl_outputs_hold_the_output_columns_in_order(tmp_path, capsys):
     out = tmp_path / 'out.jsonl'
     assert _score(['ipce', '-t', str(tmp_path / 'img'), '--prompt', 'x', '-o', str(out)], capsys)[0] == 0
     assert list(json.loads(out.read_text().splitlines()[0])) == ['image', 'prompt', 'prompt_source', 'ipce', 'error']
+
+
+def test_a_lock_does_not_outlive_its_run_in_a_forked_worker(tmp_path):
+    out = str(tmp_path / 'out.csv')
+    holder = subprocess.Popen([sys.executable, '-c', f"""
+import os, sys, time
+from pyiqa_agiqa.scoring.lock import hold_output
+lock = hold_output({out!r})
+worker = os.fork()
+if worker == 0:  # a worker forked while the lock is held (as DataLoader workers are)
+    time.sleep(60)
+    os._exit(0)
+print(worker, flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    worker = int(holder.stdout.readline())
+    taken = [sys.executable, '-c', f'from pyiqa_agiqa.scoring.lock import hold_output; hold_output({out!r})']
+    assert subprocess.run(taken, capture_output=True, text=True).returncode != 0  # held by a live run
+    holder.kill()  # kill -9 of the run; its forked worker lives on
+    holder.wait(10)
+    try:
+        result = subprocess.run(taken, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-1000:]
+    finally:
+        os.kill(worker, signal.SIGKILL)
