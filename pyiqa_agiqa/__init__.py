@@ -1,10 +1,12 @@
 """pyiqa-agiqa: quality assessment of AI-generated images inside pyiqa.
 
 ``import pyiqa_agiqa`` adds the plugin's metrics to ``pyiqa.list_models()`` /
-``pyiqa.create_metric`` (lets them take lists of images, see ``metrics.inputs``, and refuses
-those whose output needs fine-tuned weights when none are given, see ``metrics.readiness``);
-architectures, datasets and the training model are found by
-pyiqa's registries through entry points (or by importing the subpackages).
+``pyiqa.create_metric`` (lets them take lists of images and files' own prompts, see
+``metrics.inputs``, and refuses those whose output needs fine-tuned weights when none are
+given, see ``metrics.readiness``). An installed plugin needs no such import: the hook of
+``pyiqa_agiqa_autoload`` (a .pth file) runs it when pyiqa is imported. Architectures, datasets,
+the training model and the loss are found by pyiqa's registries through entry points that name
+them, imported on lookup (``plugin``). This import stays light: no model, no open_clip.
 """
 
 from .metric_configs import AGIQA_METRIC_CONFIGS, register_metric_configs

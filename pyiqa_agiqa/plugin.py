@@ -1,23 +1,50 @@
 """Entry-point targets for pyiqa's registries (see ``[project.entry-points]`` in
-pyproject.toml). pyiqa loads a group on the first registry miss and calls each target;
-importing the modules registers their classes with pyiqa's decorators. Importing any of
-them also imports ``pyiqa_agiqa``, which adds the metric entries to DEFAULT_CONFIGS.
+pyproject.toml). pyiqa loads a group on the first registry lookup it cannot answer (any name,
+``psnr``'s ``PSNR`` included) and calls each target. The targets only name the plugin's
+classes (``Registry.register_lazy``): nothing is imported until one of these names is asked
+for, so creating one of pyiqa's own metrics never imports open_clip or the plugin's
+architectures. Importing this module imports ``pyiqa_agiqa`` (the metric entries, light).
 """
 
-import importlib
+# registry -> {name the plugin registers: 'module:attribute' that defines it}
+LAZY = {
+    'ARCH_REGISTRY': {
+        'CIANet': 'pyiqa_agiqa.archs.cianet_arch:CIANet',
+        'CLIPAGIQA': 'pyiqa_agiqa.archs.clip_agiqa_arch:CLIPAGIQA',
+        'DCMPL': 'pyiqa_agiqa.archs.dcmpl_arch:DCMPL',
+        'IPCE': 'pyiqa_agiqa.archs.ipce_arch:IPCE',
+    },
+    'DATASET_REGISTRY': {'AGIQADataset': 'pyiqa_agiqa.data.agiqa_dataset:AGIQADataset'},
+    'MODEL_REGISTRY': {'AGIQAModel': 'pyiqa_agiqa.training.model:AGIQAModel'},
+    'LOSS_REGISTRY': {'PairwiseFidelityLoss': 'pyiqa_agiqa.losses:PairwiseFidelityLoss'},
+}
+
+
+def register_lazy(registry_name: str) -> list:
+    """Name the plugin's classes in pyiqa's registry ``registry_name`` (a key of :data:`LAZY`)
+    without importing them; a name already registered (its module was imported) is left as
+    it is. Returns the names newly registered."""
+    from pyiqa.utils import registry as registries
+
+    registry, added = getattr(registries, registry_name), []
+    for name, target in LAZY[registry_name].items():
+        if name not in registry:
+            registry.register_lazy(name, target)
+            added.append(name)
+    return added
 
 
 def register_archs() -> None:
-    importlib.import_module('pyiqa_agiqa.archs')
+    register_lazy('ARCH_REGISTRY')
 
 
 def register_datasets() -> None:
-    importlib.import_module('pyiqa_agiqa.data')
+    register_lazy('DATASET_REGISTRY')
 
 
 def register_models() -> None:
-    importlib.import_module('pyiqa_agiqa.training.model')
+    register_lazy('MODEL_REGISTRY')
 
 
 def register_losses() -> None:
-    importlib.import_module('pyiqa_agiqa.losses')
+    register_lazy('LOSS_REGISTRY')

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument('metric', nargs='+', help="metric name(s), e.g. ipce cianet cianet_consistency")
     score.add_argument('-t', '--target', help='an image file or a folder of images')
     score.add_argument('--prompt', help="the prompt of the image(s) given with --target (default: each image's "
-                                        'prompt embedded by its generator: A1111, ComfyUI, InvokeAI, NovelAI, EXIF)')
+                                        'prompt embedded by its generator: A1111, ComfyUI, InvokeAI, NovelAI, EXIF; '
+                                        'else its sidecar caption image.txt / image.caption)')
     score.add_argument('--csv', help='CSV with columns image[,prompt] (paths relative to the CSV; an empty prompt '
                                      'is read from the image)')
     score.add_argument('-o', '--output', help='write CSV (or .jsonl) rows as they are computed instead of printing')

@@ -137,10 +137,12 @@ def read_row(image: str, prompt: Optional[str], prompt_source: str, data: Option
              ) -> Tuple[Optional[str], str, Optional[Image.Image], str]:
     """One image file, read once, as both engines read it: the prompt embedded in it where the
     row has none (A1111, ComfyUI, InvokeAI, NovelAI, EXIF, XMP; see data/embedded_prompts/),
+    else its sidecar caption (image.txt / image.caption, local files; data/captions.py),
     then its pixels as 8-bit RGB (:func:`load_rgb`: EXIF orientation, 16-bit, alpha).
 
     Returns (prompt, prompt_source, picture or None, error); a missing or broken file, or no
     prompt anywhere, is the error, never an exception."""
+    from ..data.captions import with_caption
     from ..data.embedded_prompts import read_embedded_prompt
 
     try:
@@ -151,6 +153,8 @@ def read_row(image: str, prompt: Optional[str], prompt_source: str, data: Option
     if not prompt:
         try:
             found = read_embedded_prompt(stream)
+            if found.prompt is None and data is None and '://' not in image:  # else image.txt / image.caption
+                found = with_caption(image, found)
         except Exception as error:  # noqa: BLE001 - the reader names what it can; never abort the run
             reason = f'{type(error).__name__}: {error}'
             return None, '', None, f'no prompt: the metadata of {image} cannot be read ({reason})'
