@@ -26,7 +26,7 @@ from ..errors import OptionError
 BASE_COLUMNS = ('image', 'prompt', 'prompt_source')
 ERROR_COLUMN = 'error'
 TEXT_COLUMNS = BASE_COLUMNS + (ERROR_COLUMN,)  # text from files: untrusted
-GIVEN_SOURCES = frozenset({'argument', 'csv', 'webdataset', 'caption'})  # prompts the input gave
+GIVEN_SOURCES = frozenset({'argument', 'csv', 'webdataset'})  # prompts the input listing gave
 
 RowKey = Tuple[str, str]
 T = TypeVar('T')
