@@ -8,7 +8,8 @@ metrics only (their names are in ``AGIQA_METRIC_CONFIGS``), :func:`install` make
 
 - a path or a PIL image, read with :func:`pyiqa_agiqa.data.load_rgb` (EXIF orientation
   applied, 16-bit scaled, alpha over white: the reader of the plugin's datasets and scorer);
-- paths without ``prompt``: each file's own prompt (:mod:`~pyiqa_agiqa.metrics.file_prompts`);
+- paths without ``prompt``: each file's own prompt (:mod:`~pyiqa_agiqa.metrics.file_prompts`),
+  for the networks that read prompts (those with ``prompt_texts``: IPCE, CIA-Net);
 - a list / tuple of paths, PIL images or (3, H, W) tensors, with ``prompt`` a list of one
   prompt per image (or one str for all); images of different sizes are scored in groups of
   consecutive equal sizes and the scores come back in input order, (N, 1);
@@ -95,7 +96,8 @@ def _plugin_forward(original, self, target, ref=None, **kwargs):
     """The forward of a plugin metric: tensors, paths, PIL images and lists of them."""
     from .file_prompts import with_file_prompts  # paths without a prompt: each file's own prompt
 
-    kwargs = with_file_prompts(self.metric_name, target, kwargs)
+    if hasattr(getattr(self, 'net', None), 'prompt_texts'):  # a network that reads the prompt (IPCE, CIA-Net)
+        kwargs = with_file_prompts(self.metric_name, target, kwargs)
     if torch.is_tensor(target):
         # pyiqa's range check compares in the input's dtype: a bf16 1.0 fails "< 1 + 1e-6"
         low = target.is_floating_point() and torch.finfo(target.dtype).bits < 32
