@@ -143,14 +143,11 @@ def scored_values(scores: Mapping[str, float]) -> Tuple[dict, str]:
 
 
 def prompt_from_caption_file(text) -> Optional[str]:
-    """A caption file's prompt (a shard's ``txt`` member, a sidecar ``image.txt``): its text
-    byte-exact but for the one line end that closes a text file; ``None`` when empty."""
+    """A caption file's prompt (a shard's ``txt`` member; the rule of sidecar captions,
+    :func:`pyiqa_agiqa.data.captions.caption_prompt`): its text byte-exact but for the one line
+    end that closes a text file; ``None`` when empty or only whitespace."""
+    from ..data.captions import caption_prompt
+
     if isinstance(text, bytes):
         text = text.decode('utf-8', 'replace')
-    if text is None:
-        return None
-    for end in ('\r\n', '\n'):
-        if text.endswith(end):
-            text = text[:-len(end)]
-            break
-    return prompt_from_cell(text)
+    return None if text is None else caption_prompt(text)
