@@ -68,9 +68,7 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from .backbone.precision import set_precision
-from ..weights.specs import fine_tuned_source, load_weights
-from .backbone.clip import CLIPBackbone, initial_clip_weights
+from .base import CLIPNetwork
 from .backbone.feature_cache import WeightsCache
 
 AUTHENTICITY_LEVELS = ('bad', 'poor', 'fair', 'good', 'excellent')
@@ -194,24 +192,15 @@ def resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @ARCH_REGISTRY.register()
-class CIANet(nn.Module):
+class CIANet(CLIPNetwork):
     """CIA-Net: visual quality, authenticity and image-prompt consistency (see module doc).
 
     Args:
         clip_model: open_clip model name (published: ``ViT-B-32-quickgelu``).
-        clip_pretrained: CLIP weights: open_clip tag (default ``openai``) or local file.
-        pretrained: False builds everything with random weights (nothing is read or
-            downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
-        pretrained_model_path / weights: fine-tuned CIA-Net weights: an exported folder, a
-            ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
-            (see :mod:`pyiqa_agiqa.weights.specs`); read as tensors only, checked against
-            the folder's card. Not with ``pretrained=False``.
-        precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
-            it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
-            float64 after ``.double()``; see :mod:`pyiqa_agiqa.archs.backbone.precision`).
+        (clip_pretrained, pretrained, pretrained_model_path / weights, precision, cache_dir:
+            shared by the four architectures, see :mod:`pyiqa_agiqa.archs.base`.)
         n_head: heads of the CIA layer's attention (8); d_model is the CLIP embed dim.
         head_hidden: width of the quality head's hidden layer (256).
-        cache_dir: download / cache folder for CLIP weights.
         output: None -> forward returns {output name: (B,)}; one of ``output_names`` ->
             forward returns that output as (B, 1) (what a pyiqa metric uses).
 
@@ -228,6 +217,8 @@ class CIANet(nn.Module):
         ``output`` set only that output is computed (see the module doc).
     """
 
+    network_options = ('clip_model', 'n_head', 'head_hidden')
+    runtime_options = ('output',)
     output_names = OUTPUT_NAMES
     # outputs computed by parts that plain CLIP weights do not provide (the CIA layer and head)
     requires_fine_tuned = ('quality',)
@@ -236,23 +227,15 @@ class CIANet(nn.Module):
                  pretrained: bool = True, pretrained_model_path: Optional[str] = None,
                  weights: Optional[str] = None, precision: str = 'fp32', n_head: int = 8,
                  head_hidden: int = 256, cache_dir: Optional[str] = None, output: Optional[str] = None):
-        options = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
-        super().__init__()
-        fine_tuned = fine_tuned_source(pretrained, pretrained_model_path, weights, 'CIANet')
-        if output is not None and output not in OUTPUT_NAMES:
-            raise ValueError(f"CIANet: output must be None or one of {list(OUTPUT_NAMES)}, got {output!r}")
-        self.output = output
-        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, fine_tuned),
-                                     cache_dir)
+        super().__init__(clip_model, clip_pretrained, pretrained, pretrained_model_path, weights, cache_dir,
+                         dict(n_head=n_head, head_hidden=head_hidden), output)
         d_model = self.backbone.embed_dim
         self.cia_layer = CIALayer(d_model, n_head)
         self.head = QualityHead(2 * d_model, head_hidden)
         self.register_buffer('levels', torch.arange(1, len(AUTHENTICITY_LEVELS) + 1, dtype=torch.float32),
                              persistent=False)
         self._fixed_texts = WeightsCache()  # the authenticity text embeddings
-        if fine_tuned:
-            load_weights(self, fine_tuned, options)
-        set_precision(self, precision)
+        self.load_and_set_precision(precision)
 
     # ----- pieces, each usable on its own -----
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:

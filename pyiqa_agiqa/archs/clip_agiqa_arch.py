@@ -70,9 +70,8 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg
-from .backbone.precision import set_precision
-from ..weights.specs import fine_tuned_source, load_weights
-from .backbone.clip import CLIPBackbone, initial_clip_weights
+from .backbone.clip import CLIPBackbone
+from .base import CLIPNetwork
 from .backbone.feature_cache import WeightsCache
 
 LEVELS = ('terrible', 'bad', 'poor', 'average', 'good', 'perfect')
@@ -139,22 +138,13 @@ class CoOpPromptLearner(nn.Module):
 
 
 @ARCH_REGISTRY.register()
-class CLIPAGIQA(nn.Module):
+class CLIPAGIQA(CLIPNetwork):
     """CLIP-AGIQA quality regressor (see the module docstring for the formula).
 
     Args:
         clip_model: open_clip model name; ``ViT-B-16-quickgelu`` (OpenAI ViT-B/16) as published.
-        clip_pretrained: CLIP weights: open_clip tag (default ``openai``) or local file.
-        pretrained: False builds everything with random weights (nothing is read or
-            downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
-        pretrained_model_path / weights: fine-tuned CLIP-AGIQA weights: an exported folder, a
-            ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
-            (see :mod:`pyiqa_agiqa.weights.specs`); read as tensors only, checked against
-            the folder's card. Not with ``pretrained=False``.
-        precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
-            it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
-            float64 after ``.double()``; see :mod:`pyiqa_agiqa.archs.backbone.precision`).
-        cache_dir: download / cache folder for CLIP weights.
+        (clip_pretrained, pretrained, pretrained_model_path / weights, precision, cache_dir:
+            shared by the four architectures, see :mod:`pyiqa_agiqa.archs.base`.)
         output: None -> forward returns ``{'quality': (B,)}``; ``'quality'`` -> (B, 1).
         n_ctx: learnable context vectors (16).
         ctx_std: std of their normal initialisation (0.02).
@@ -174,6 +164,9 @@ class CLIPAGIQA(nn.Module):
         range is not enforced.
     """
 
+    network_options = ('clip_model', 'n_ctx', 'ctx_std', 'levels', 'hidden', 'dropout', 'train_random_resized_crop',
+                       'crop_scale', 'crop_ratio', 'aux_prompts')
+    runtime_options = ('output',)
     output_names = ('quality',)
     requires_fine_tuned = ('quality',)  # learned context vectors and head
 
@@ -185,16 +178,12 @@ class CLIPAGIQA(nn.Module):
                  dropout: float = 0.5, train_random_resized_crop: bool = True,
                  crop_scale: Sequence[float] = (0.08, 1.0), crop_ratio: Sequence[float] = (3 / 4, 4 / 3),
                  aux_prompts: Optional[Sequence[str]] = None):
-        options = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
-        super().__init__()
-        fine_tuned = fine_tuned_source(pretrained, pretrained_model_path, weights, 'CLIPAGIQA')
-        if output is not None and output not in self.output_names:
-            raise ValueError(f"CLIPAGIQA output must be None or one of {list(self.output_names)}, got {output!r}")
+        super().__init__(clip_model, clip_pretrained, pretrained, pretrained_model_path, weights, cache_dir,
+                         dict(n_ctx=n_ctx, ctx_std=ctx_std, levels=levels, hidden=hidden, dropout=dropout,
+                              train_random_resized_crop=train_random_resized_crop, crop_scale=crop_scale,
+                              crop_ratio=crop_ratio, aux_prompts=aux_prompts), output)
         if isinstance(aux_prompts, str):
             aux_prompts = [aux_prompts]
-        self.output = output
-        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, fine_tuned),
-                                     cache_dir)
         self.backbone.requires_grad_(False)
         self.prompt_learner = CoOpPromptLearner(self.backbone, n_ctx, levels, tuple(aux_prompts or ()), ctx_std)
         dim = self.backbone.embed_dim
@@ -211,9 +200,7 @@ class CLIPAGIQA(nn.Module):
         self.crop_scale, self.crop_ratio = [float(v) for v in crop_scale], [float(v) for v in crop_ratio]
         self.backbone.eval()
         self._text_cache = WeightsCache()  # the normalised class-prompt features
-        if fine_tuned:
-            load_weights(self, fine_tuned, options)
-        set_precision(self, precision)
+        self.load_and_set_precision(precision)
 
     def train(self, mode: bool = True):
         """Train mode for the prompt learner and the head; the frozen CLIP stays in eval mode."""

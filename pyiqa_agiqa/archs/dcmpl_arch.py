@@ -99,10 +99,8 @@ from torch import nn
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from .backbone.precision import set_precision
-from ..weights.specs import fine_tuned_source, load_weights
 from ..weights.io import fit_state_dict, load_state_dict
-from .backbone.clip import CLIPBackbone, initial_clip_weights
+from .base import CLIPNetwork
 from .backbone.feature_cache import WeightsCache
 
 QUALITY_TEXTS = ('good photo.', 'bad photo.')
@@ -246,7 +244,7 @@ class ImageAdapter(nn.Module):
 
 
 @ARCH_REGISTRY.register()
-class DCMPL(nn.Module):
+class DCMPL(CLIPNetwork):
     """DCMPL network: quality and text-image alignment of an image, each in [0, 1].
 
     See the module docstring for the model, its sources and its assumptions.
@@ -254,16 +252,8 @@ class DCMPL(nn.Module):
     Args:
         clip_model: open_clip model name; ``ViT-B-32-quickgelu`` (OpenAI ViT-B/32) [base].
             Needs a ViT image tower (visual prompts).
-        clip_pretrained: CLIP weights: open_clip tag (default ``openai``) or local file.
-        pretrained: False builds everything with random weights (nothing is read or
-            downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
-        pretrained_model_path / weights: fine-tuned DCMPL weights: an exported folder, a
-            ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
-            (see :mod:`pyiqa_agiqa.weights.specs`); read as tensors only, checked against
-            the folder's card. Not with ``pretrained=False``.
-        precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
-            it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
-            float64 after ``.double()``; see :mod:`pyiqa_agiqa.archs.backbone.precision`).
+        (clip_pretrained, pretrained, pretrained_model_path / weights, precision, cache_dir:
+            shared by the four architectures, see :mod:`pyiqa_agiqa.archs.base`.)
         n_ctx: prompt tokens per layer, 8 [base].
         prompt_init_std: std of the normal initialisation of the prompts, 0.02 [base].
         use_aux: True [base]: the auxiliary (alignment) prompts and the coupling. False gives
@@ -278,7 +268,6 @@ class DCMPL(nn.Module):
         test_chunk: at most this many patches per image-tower call (memory only).
         output: None (forward returns {'quality': (B,), 'alignment': (B,)}), ``'quality'``
             or ``'alignment'`` (forward returns that score as (B, 1)).
-        cache_dir: download / cache folder for CLIP weights.
 
     Forward:
         x: (B, C, H, W) images in [0, 1] (C = 1 or 3). Eval mode: any size, scored on the
@@ -289,6 +278,9 @@ class DCMPL(nn.Module):
         Returns (B, 1) scores in [0, 1], or the dict of (B,) scores (see ``output``).
     """
 
+    network_options = ('clip_model', 'n_ctx', 'prompt_init_std', 'use_aux', 'mpa', 'mpa_heads', 'mpa_dim', 'adapter',
+                       'adapter_reduction', 'adapter_ratio', 'normalization', 'test_stride')
+    runtime_options = ('output', 'test_chunk')
     output_names = ('quality', 'alignment')
     requires_fine_tuned = ('quality', 'alignment')  # learned prompts (and MPA, adapter)
 
@@ -300,21 +292,19 @@ class DCMPL(nn.Module):
                  adapter: bool = True, adapter_reduction: int = 4, adapter_ratio: float = 0.2,
                  normalization: str = 'imagenet', test_stride: int = 64,
                  test_chunk: int = 64, output: Optional[str] = None, cache_dir: Optional[str] = None):
-        options = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
-        super().__init__()
-        fine_tuned = fine_tuned_source(pretrained, pretrained_model_path, weights, 'DCMPL')
-        if output is not None and output not in self.output_names:
-            raise ValueError(f"output must be None or one of {self.output_names}, got '{output}'")
         if output == 'alignment' and not use_aux:
             raise ValueError("output='alignment' needs the auxiliary branch (use_aux=True)")
         if normalization not in ('imagenet', 'clip'):
             raise ValueError(f"normalization must be 'imagenet' or 'clip', got '{normalization}'")
-        self.output, self.use_aux = output, bool(use_aux)
+        super().__init__(clip_model, clip_pretrained, pretrained, pretrained_model_path, weights, cache_dir,
+                         dict(n_ctx=n_ctx, prompt_init_std=prompt_init_std, use_aux=use_aux, mpa=mpa,
+                              mpa_heads=mpa_heads, mpa_dim=mpa_dim, adapter=adapter,
+                              adapter_reduction=adapter_reduction, adapter_ratio=adapter_ratio,
+                              normalization=normalization, test_stride=test_stride), output)
+        self.use_aux = bool(use_aux)
         self.n_ctx = int(n_ctx)
         self.test_stride, self.test_chunk = int(test_stride), int(test_chunk)
 
-        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, fine_tuned),
-                                     cache_dir)
         self.backbone.requires_grad_(False)
         model = self.backbone.model
         visual = model.visual
@@ -346,9 +336,7 @@ class DCMPL(nn.Module):
         self.register_buffer('pixel_std', torch.tensor(std).view(3, 1, 1), persistent=False)
 
         self._class_prompts = WeightsCache()  # per task: (visual prompts, text features), see class_prompts
-        if fine_tuned:
-            load_weights(self, fine_tuned, options)
-        set_precision(self, precision)
+        self.load_and_set_precision(precision)
 
     # ----- prompts -----
     def main_prompts(self):

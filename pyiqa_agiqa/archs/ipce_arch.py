@@ -24,14 +24,11 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torch import nn
 
 from pyiqa.utils.registry import ARCH_REGISTRY
 
 from ..prompts import PromptArg, prompts_for_batch
-from .backbone.precision import set_precision
-from ..weights.specs import fine_tuned_source, load_weights
-from .backbone.clip import CLIPBackbone, initial_clip_weights
+from .base import CLIPNetwork
 
 LEVELS = ('badly', 'poorly', 'fairly', 'well', 'perfectly')
 TEMPLATE = "a photo that {level} matches '{prompt}'"
@@ -126,25 +123,16 @@ def ipce_score(patch_logits: torch.Tensor, whole_logits: torch.Tensor) -> torch.
 
 
 @ARCH_REGISTRY.register()
-class IPCE(nn.Module):
+class IPCE(CLIPNetwork):
     """IPCE image-prompt correspondence network.
 
     Args:
         clip_model: open_clip model name; ``ViT-B-32-quickgelu`` (AGIQA-1K/3K, AIGCIQA2023)
             or ``ViT-L-14-quickgelu`` (AIGIQA-20K).
-        clip_pretrained: CLIP weights: open_clip tag (default ``openai``) or local file.
-        pretrained: False builds everything with random weights (nothing is read or
-            downloaded); True loads ``clip_pretrained`` and then ``pretrained_model_path``.
-        pretrained_model_path / weights: fine-tuned IPCE weights: an exported folder, a
-            ``.safetensors`` / pyiqa ``.pth`` file, ``hf://org/repo@rev/path`` or a named entry
-            (see :mod:`pyiqa_agiqa.weights.specs`); read as tensors only, checked against
-            the folder's card. Not with ``pretrained=False``.
-        precision: ``fp32`` (default, the reference), ``bf16`` or ``fp16``: the CLIP towers run in
-            it (weights cast once), what follows them in the dtype of the network's own parameters (float32;
-            float64 after ``.double()``; see :mod:`pyiqa_agiqa.archs.backbone.precision`).
+        (clip_pretrained, pretrained, pretrained_model_path / weights, precision, cache_dir:
+            shared by the four architectures, see :mod:`pyiqa_agiqa.archs.base`.)
         min_side: 512 (768 for AIGIQA-20K); see :class:`IPCEViews` for the view options.
         patch_size: defaults to the CLIP input size.
-        cache_dir: download / cache folder for CLIP weights.
 
     Forward:
         x: (B, C, H, W) images in [0, 1] (views are cut here: random in training mode,
@@ -153,6 +141,9 @@ class IPCE(nn.Module):
         Returns (B, 1) scores in [0, 5].
     """
 
+    network_options = ('clip_model', 'min_side', 'patch_size', 'stride', 'large_stride', 'large_side',
+                       'n_train_patches', 'n_test_patches')
+    runtime_options = ()
     output_names = ('score',)
     requires_fine_tuned = ()  # plain CLIP already scores image-prompt correspondence
 
@@ -162,17 +153,13 @@ class IPCE(nn.Module):
                  min_side: int = 512, patch_size: Optional[int] = None, stride: int = 32,
                  large_stride: int = 48, large_side: int = 1024, n_train_patches: int = 8,
                  n_test_patches: int = 15, cache_dir: Optional[str] = None):
-        options = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
-        super().__init__()
-        fine_tuned = fine_tuned_source(pretrained, pretrained_model_path, weights, 'IPCE')
-        self.backbone = CLIPBackbone(clip_model, initial_clip_weights(pretrained, clip_pretrained, fine_tuned),
-                                     cache_dir)
+        super().__init__(clip_model, clip_pretrained, pretrained, pretrained_model_path, weights, cache_dir,
+                         dict(min_side=min_side, patch_size=patch_size, stride=stride, large_stride=large_stride,
+                              large_side=large_side, n_train_patches=n_train_patches, n_test_patches=n_test_patches))
         self.backbone.model.logit_scale.requires_grad_(False)
         self.views = IPCEViews(patch_size or self.backbone.image_size, min_side, stride, large_stride,
                                large_side, n_train_patches, n_test_patches)
-        if fine_tuned:
-            load_weights(self, fine_tuned, options)
-        set_precision(self, precision)
+        self.load_and_set_precision(precision)
 
     def prompt_texts(self, prompts: Sequence[str]) -> List[str]:
         """The texts the text tower encodes for ``prompts``: 5 level texts each, (5 B,)."""

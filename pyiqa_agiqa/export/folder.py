@@ -8,7 +8,6 @@ Used by :mod:`pyiqa_agiqa.export.experiment` (a training run) and
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from pathlib import Path
@@ -25,19 +24,20 @@ from ..weights.card import CARD_VERSION
 
 PLUGIN_LICENCE = 'PolyForm-Noncommercial-1.0.0 (pyiqa-agiqa builds on pyiqa, which uses this licence)'
 CLIP_LICENCES = {'openai': 'MIT (OpenAI CLIP weights, github.com/openai/CLIP)'}
-# network options that do not change what the weights compute
-NEUTRAL_OPTIONS = ('pretrained', 'pretrained_model_path', 'weights', 'clip_pretrained', 'cache_dir', 'output',
-                   'precision')
 
 
-def architecture_defaults(architecture: str) -> dict:
-    """Default constructor options of a registered architecture of the plugin."""
+def architecture_class(architecture: str):
+    """A registered architecture of the plugin (a :class:`~pyiqa_agiqa.archs.base.CLIPNetwork`)."""
     from pyiqa.utils.registry import ARCH_REGISTRY
 
     import pyiqa_agiqa.archs  # noqa: F401
 
-    params = inspect.signature(ARCH_REGISTRY.get(architecture)).parameters.values()
-    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return ARCH_REGISTRY.get(architecture)
+
+
+def architecture_defaults(architecture: str) -> dict:
+    """Default constructor options of a registered architecture of the plugin."""
+    return architecture_class(architecture).constructor_defaults()
 
 
 def metrics_for(architecture: str, network: Mapping) -> List[str]:
@@ -54,7 +54,7 @@ def new_card(architecture: str, network: Mapping, outputs: List[str], source: st
     clip_tag = dict(network).get('clip_pretrained', defaults.get('clip_pretrained'))
     if clip_tag and os.sep in str(clip_tag):
         clip_tag = f'local file {os.path.basename(str(clip_tag))}'
-    network = {k: v for k, v in dict(network).items() if k not in NEUTRAL_OPTIONS and k != 'type'}
+    network = architecture_class(architecture).card_options(network)  # every network option, defaults too
     card = dict(format=CARD_FORMAT, format_version=CARD_VERSION, architecture=architecture,
                 method=METHOD_NAMES.get(architecture, architecture), metrics=metrics_for(architecture, network),
                 outputs=list(outputs), network=network,

@@ -55,9 +55,10 @@ def metric_requests(names: Sequence[str], options: Optional[dict] = None,
                     ) -> Dict[str, dict]:
     """{name: create_metric keyword arguments} for the plugin's metric ``names``, checked before
     any model is built: known names, network ``options`` (each goes to the metrics whose network
-    takes it), ``weights`` ({metric name or None: SPEC}) and the weights each output needs
-    (:func:`pyiqa_agiqa.metrics.readiness.check_weights`)."""
-    from .readiness import check_weights, metric_options
+    takes it), ``weights`` ({metric name or None: SPEC}), the weights each output needs and an
+    exported folder's card, whose network options the request takes
+    (:func:`pyiqa_agiqa.metrics.readiness.prepare_options`)."""
+    from .readiness import prepare_options
 
     options, weights = dict(options or {}), dict(weights or {})
     unknown = [k for k in weights if k is not None and k not in names]
@@ -67,8 +68,8 @@ def metric_requests(names: Sequence[str], options: Optional[dict] = None,
     requests = {}
     for name, opts in options_per_metric(names, options).items():
         spec = weights.get(name, weights.get(None))
-        requests[name] = dict(opts, **({'weights': spec} if spec else {}))
-        check_weights(name, metric_options(name, requests[name]), allow_untrained)
+        request = dict(opts, **({'weights': spec} if spec else {}))
+        requests[name] = prepare_options(name, dict(request, allow_untrained=allow_untrained))
     return requests
 
 

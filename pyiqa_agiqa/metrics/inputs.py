@@ -3,8 +3,8 @@
 pyiqa's metric wrapper (``InferenceModel``) takes a (B, 3, H, W) tensor, one path or one PIL
 image, reads paths with PIL's ``convert('RGB')`` (16-bit images clipped to white, EXIF
 orientation ignored) and fails on a list ("Unsupported source type"). For the plugin's
-metrics only (their names are in ``AGIQA_METRIC_CONFIGS``), :func:`install` makes
-``metric(images, prompt=...)`` also take:
+metrics only, :func:`plugin_forward` (called by the adapter of pyiqa's ``InferenceModel.forward``,
+:mod:`~pyiqa_agiqa.metrics.pyiqa_adapter`) makes ``metric(images, prompt=...)`` also take:
 
 - a path or a PIL image, read with :func:`pyiqa_agiqa.data.load_rgb` (EXIF orientation
   applied, 16-bit scaled, alpha over white: the reader of the plugin's datasets and scorer);
@@ -21,8 +21,7 @@ A score that is not finite (NaN, inf: non-finite weights or input) is never retu
 raises :class:`~pyiqa_agiqa.errors.NonFiniteScoreError` naming the images of the batch, with
 the scores attached (the scoring engines make those rows' errors).
 
-pyiqa's own metrics are left exactly as they are. :func:`install` is idempotent; ``import
-pyiqa_agiqa`` calls it.
+pyiqa's own metrics are left exactly as they are (the adapter calls pyiqa's forward for them).
 """
 
 from __future__ import annotations
@@ -35,14 +34,6 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from ..prompts import prompts_for_batch
-
-_INSTALLED = '_pyiqa_agiqa_inputs'
-
-
-def _plugin_metric(model) -> bool:
-    from ..metric_configs import AGIQA_METRIC_CONFIGS
-
-    return getattr(model, 'metric_name', None) in AGIQA_METRIC_CONFIGS
 
 
 def as_image_tensor(item) -> torch.Tensor:
@@ -83,17 +74,11 @@ def finite_or_raise(name: str, scores: torch.Tensor) -> torch.Tensor:
                               'check tensors passed in)', scores=scores.detach(), rows=rows)
 
 
-def _forward(original):
-    def forward(self, target, ref=None, **kwargs):
-        if not _plugin_metric(self):
-            return original(self, target, ref, **kwargs)
-        return finite_or_raise(self.metric_name, _plugin_forward(original, self, target, ref, **kwargs))
-    forward.__doc__ = original.__doc__
-    return forward
-
-
-def _plugin_forward(original, self, target, ref=None, **kwargs):
-    """The forward of a plugin metric: tensors, paths, PIL images and lists of them."""
+def plugin_forward(pyiqa_forward, self, target, ref=None, **kwargs):
+    """The forward of the plugin metric ``self`` (a pyiqa InferenceModel): tensors, paths, PIL
+    images and lists of them, each group of equal-size images passed to ``pyiqa_forward``
+    (pyiqa's own ``InferenceModel.forward``) as a (B, 3, H, W) tensor; returns (N, 1) scores
+    (one per image, in input order) or what pyiqa's forward returns for one tensor."""
     from .file_prompts import with_file_prompts  # paths without a prompt: each file's own prompt
 
     if hasattr(getattr(self, 'net', None), 'prompt_texts'):  # a network that reads the prompt (IPCE, CIA-Net)
@@ -101,26 +86,15 @@ def _plugin_forward(original, self, target, ref=None, **kwargs):
     if torch.is_tensor(target):
         # pyiqa's range check compares in the input's dtype: a bf16 1.0 fails "< 1 + 1e-6"
         low = target.is_floating_point() and torch.finfo(target.dtype).bits < 32
-        return original(self, target.float() if low else target, ref, **kwargs)
+        return pyiqa_forward(self, target.float() if low else target, ref, **kwargs)
     if not isinstance(target, (list, tuple)):
-        return original(self, as_image_tensor(target)[None], ref, **kwargs)
+        return pyiqa_forward(self, as_image_tensor(target)[None], ref, **kwargs)
     if not target:
         raise ValueError(f'{self.metric_name}: an empty list of images')
     images = [as_image_tensor(t) for t in target]
     prompt = kwargs.pop('prompt', None)
     prompts = prompts_for_batch(prompt if not isinstance(prompt, str) else [prompt] * len(images),
                                 len(images), self.metric_name)
-    scores = [original(self, torch.stack(images[a:b]), ref, prompt=prompts[a:b], **kwargs)
+    scores = [pyiqa_forward(self, torch.stack(images[a:b]), ref, prompt=prompts[a:b], **kwargs)
               for a, b in _groups(images)]
     return torch.cat([s.reshape(s.shape[0], -1) for s in scores])
-
-
-def install() -> None:
-    """Wrap pyiqa's InferenceModel.forward once (plugin metrics only; see the module doc)."""
-    from pyiqa.models.inference_model import InferenceModel
-
-    if getattr(InferenceModel.forward, _INSTALLED, False):
-        return
-    wrapped = _forward(InferenceModel.forward)
-    setattr(wrapped, _INSTALLED, True)
-    InferenceModel.forward = wrapped

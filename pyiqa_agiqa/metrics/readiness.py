@@ -15,8 +15,14 @@ metric with :class:`~pyiqa_agiqa.errors.WeightsRequiredError` unless:
 - ``allow_untrained=True``: a deliberate untrained head (e.g. to look at the architecture with
   real CLIP towers), never the default.
 
-The check runs before anything is built or downloaded, for ``pyiqa.create_metric`` (through
-:func:`install`), the command line and the Ray engine. Training builds networks directly
+The check runs before anything is built or downloaded, for ``pyiqa.create_metric`` (the adapter
+of pyiqa's ``InferenceModel.__init__``, :mod:`~pyiqa_agiqa.metrics.pyiqa_adapter`, calls
+:func:`prepare_options`), the command line and the Ray engine.
+
+Weights given as an exported folder (local, named or ``hf://``) build the network they were
+trained with: :func:`prepare_options` reads the folder's card and adds every network option it
+records; an option the caller gave with another value is a one-line
+:class:`~pyiqa_agiqa.weights.card.CardMismatchError` naming both values. Training builds networks directly
 (``build_network``) and is not affected: it starts from plain CLIP weights by design.
 """
 
@@ -27,7 +33,6 @@ from typing import Mapping, Optional
 from ..errors import WeightsRequiredError
 
 ALLOW_UNTRAINED = 'allow_untrained'
-_INSTALLED = '_pyiqa_agiqa_readiness'
 # how to get fine-tuned weights per architecture: (option file of the published recipe,
 # the command converting the authors' checkpoint, or None where no converter exists)
 ROUTES = {
@@ -86,27 +91,43 @@ def metric_options(metric: str, overrides: Optional[Mapping] = None) -> dict:
     return dict(AGIQA_METRIC_CONFIGS[metric]['metric_opts'], **dict(overrides or {}))
 
 
-def _init(original):
-    def __init__(self, metric_name, *args, **kwargs):
-        from ..metric_configs import AGIQA_METRIC_CONFIGS
-
-        allow = bool(kwargs.pop(ALLOW_UNTRAINED, False))
-        if metric_name in AGIQA_METRIC_CONFIGS:
-            known = ('as_loss', 'loss_weight', 'loss_reduction', 'device', 'seed', 'check_input_range')
-            check_weights(metric_name, metric_options(metric_name, {k: v for k, v in kwargs.items()
-                                                                    if k not in known}), allow)
-        original(self, metric_name, *args, **kwargs)
-    __init__.__doc__ = original.__doc__
-    return __init__
+def prepare_options(metric: str, given: Mapping) -> dict:
+    """The network options pyiqa builds the plugin metric ``metric`` with, from the caller's
+    ``given`` ones (``create_metric``'s keyword arguments that are not InferenceModel's own):
+    ``allow_untrained`` taken out, the weights the output needs checked (:func:`check_weights`),
+    and, for fine-tuned weights in an exported folder, the card's network options added
+    (:func:`with_card_options`). Idempotent: its result gives itself back."""
+    options = dict(given)
+    check_weights(metric, metric_options(metric, options), bool(options.pop(ALLOW_UNTRAINED, False)))
+    return with_card_options(metric, options)
 
 
-def install() -> None:
-    """Make pyiqa's InferenceModel refuse plugin metrics without the weights they need (and
-    take ``allow_untrained``); idempotent, ``import pyiqa_agiqa`` calls it."""
-    from pyiqa.models.inference_model import InferenceModel
+def with_card_options(metric: str, options: Mapping) -> dict:
+    """``options`` of the plugin metric ``metric`` with, when their fine-tuned weights
+    (``weights`` / ``pretrained_model_path``) are an exported folder, the folder fetched once
+    (a named or ``hf://`` entry becomes the local folder), its card's architecture checked and
+    every network option the card records added; an option of ``options`` that contradicts the
+    card raises CardMismatchError. Other options (a bare weights file, random weights) are
+    returned as they are."""
+    from pyiqa.utils.registry import ARCH_REGISTRY
 
-    if getattr(InferenceModel.__init__, _INSTALLED, False):
-        return
-    wrapped = _init(InferenceModel.__init__)
-    setattr(wrapped, _INSTALLED, True)
-    InferenceModel.__init__ = wrapped
+    import pyiqa_agiqa.archs  # noqa: F401  (registers the architectures)
+
+    from ..weights.card import CardMismatchError, is_exported_folder, network_from_card, read_card
+    from ..weights.specs import resolve
+
+    options = dict(options)
+    keys = [k for k in ('weights', 'pretrained_model_path') if options.get(k)]
+    if not keys or options.get('pretrained', True) is False:
+        return options
+    spec = str(options[keys[0]])
+    folder = resolve(options[keys[0]])
+    if not is_exported_folder(folder):
+        return options
+    card = read_card(folder)
+    architecture = ARCH_REGISTRY.get(metric_options(metric)['type'])
+    if card.get('architecture') != architecture.__name__:
+        raise CardMismatchError(f"{spec} holds {card.get('method')} weights ({card.get('architecture')}), not "
+                                f"{architecture.__name__} ones: use one of the metrics {card.get('metrics')}")
+    network = network_from_card(card, architecture.network_options, options, spec)
+    return dict(options, **network, **{k: folder for k in keys})

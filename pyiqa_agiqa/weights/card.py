@@ -7,13 +7,16 @@ A folder holds three files::
     card.json             the model card, machine-readable (fields below)
     README.md             the same card for people
 
-``card.json`` (format ``pyiqa-agiqa-weights``, version 1):
+``card.json`` (format ``pyiqa-agiqa-weights``, version 2):
 
 - ``architecture`` (e.g. ``CIANet``), ``method`` (``CIA-Net``), ``metrics`` (the metric names
   these weights serve, e.g. ``["cianet", "cianet_authenticity", "cianet_consistency"]``),
   ``outputs`` (network outputs that were trained, e.g. ``["quality", "consistency"]``);
-- ``network``: the network options the weights were trained / converted with (``clip_model``,
-  ``min_side`` ...; a metric must be created with the same values);
+- ``network``: the network options the weights were trained / converted with: since card
+  version 2, every option of the architecture's ``network_options`` (``clip_model``,
+  ``min_side``, ``patch_size`` ...), defaults included; a version-1 card holds only those its
+  option file set. ``create_metric(name, weights=FOLDER)`` builds with them
+  (:func:`network_from_card`), and an option given explicitly with another value is an error;
 - ``clip``: ``{"model", "pretrained", "licence"}``;
 - ``training``: dataset, meta-info, split scheme / index, selection (dataset, key metric,
   iteration), the option file's text; ``results``: figures at the selected checkpoint
@@ -28,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
@@ -37,7 +40,7 @@ from ..metric_configs import AGIQA_METRIC_CONFIGS
 from .io import load_state_dict, sha256_file
 
 CARD_FORMAT = 'pyiqa-agiqa-weights'
-CARD_VERSION = 1
+CARD_VERSION = 2  # 2: ``network`` holds every network option (1: those the option file set)
 WEIGHTS_FILE = 'weights.safetensors'
 CARD_FILE = 'card.json'
 README_FILE = 'README.md'
@@ -120,6 +123,23 @@ def check_card(card: Mapping, net: torch.nn.Module, options: Mapping, where: str
         raise CardMismatchError(f"{where} was trained for outputs {card['outputs']}; the '{output}' output was not "
                                 f'trained (its training data had no such label). Load the weights file itself to use '
                                 f'it anyway: weights={os.path.join(where, WEIGHTS_FILE)!r}')
+
+
+def network_from_card(card: Mapping, network_options: Sequence[str], given: Mapping, where: str) -> dict:
+    """The network options to build the weights of ``card`` with: the card's values of
+    ``network_options`` (the architecture's, see :mod:`pyiqa_agiqa.archs.base`); an option of
+    ``given`` (the caller's explicit options) with another value is a CardMismatchError naming
+    both. A version-1 card records only some options: the others keep their usual defaults."""
+    recorded = card.get('network') if isinstance(card.get('network'), Mapping) else {}
+    network = {k: v for k, v in recorded.items() if k in network_options}
+    differ = {k: v for k, v in network.items() if k in given and not _same(given[k], v)}
+    if differ:
+        asked = ', '.join(f'{k}={given[k]!r}' for k in differ)
+        trained = ', '.join(f'{k}={v!r}' for k, v in differ.items())
+        raise CardMismatchError(f'{where} was trained with {trained}, but {asked} was asked for: drop '
+                                f"{', '.join(differ)} to build the network these weights were trained with, "
+                                'or give weights trained with the options you want')
+    return network
 
 
 def _metrics_built_with(names, options: Mapping) -> list:

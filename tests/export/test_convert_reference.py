@@ -158,7 +158,7 @@ def test_cianet_round_trip(tmp_path, openai_fp16):
     x = images()
     with torch.no_grad():
         assert_same_scores(net(x, PROMPTS), fresh(x, PROMPTS))
-    assert card['architecture'] == 'CIANet' and card['network'] == {'clip_model': TINY}
+    assert card['architecture'] == 'CIANet' and card['network'] == CIANet.card_options({'clip_model': TINY})
     assert card['outputs'] == ['quality', 'authenticity', 'consistency']
     assert "'cianet-ref'" in card['source'] and sha256_file(path) in card['source']
     assert "output 'consistency'" in card['source'] and 'epoch 12' in card['source']
@@ -236,7 +236,7 @@ def test_ipce_round_trip(tmp_path, layout):
     fresh, card = reload(folder)
     with torch.no_grad():
         assert_same_scores(net(images(), PROMPTS), fresh(images(), PROMPTS))
-    assert card['network'] == IPCE_TINY and card['outputs'] == ['score']
+    assert card['network'] == IPCE.card_options(IPCE_TINY) and card['outputs'] == ['score']
     assert "'ipce-ref'" in card['source'] and sha256_file(path) in card['source']
 
 
@@ -321,7 +321,7 @@ def test_dcmpl_round_trip(tmp_path):
     x = images(size=(40, 40), n=1)
     with torch.no_grad():
         assert_same_scores(net(x), fresh(x))
-    assert card['network'] == {'clip_model': TINY, 'use_aux': True, 'mpa': False, 'adapter': False}
+    assert card['network'] == DCMPL.card_options({'clip_model': TINY, 'use_aux': True, 'mpa': False, 'adapter': False})
     assert card['outputs'] == ['quality', 'alignment'] and card['clip']['pretrained'] == 'local file clip.pt'
     assert "CLIP-AGIQA" in card['source'] and "NOT DCMPL's own release" in card['source']
     for path in (tar_path, aux_path, clip_path):
@@ -417,7 +417,7 @@ def test_cianet_vit_b32(tmp_path):
     torch.save(ckpt, tmp_path / 'quality_best_ckpt.pt')
     folder = convert_reference('cianet-ref', [tmp_path / 'quality_best_ckpt.pt'], tmp_path / 'out')
     fresh, card = reload(folder)
-    assert card['network'] == {'clip_model': 'ViT-B-32-quickgelu'}
+    assert card['network'] == CIANet.card_options({'clip_model': 'ViT-B-32-quickgelu'})
     assert card['metrics'] == ['cianet', 'cianet_authenticity', 'cianet_consistency']
     x = images(size=(224, 224), n=1)
     with torch.no_grad():
@@ -431,7 +431,8 @@ def test_ipce_vit_b32(tmp_path):
     folder = convert_reference('ipce-ref', [tmp_path / 'quality_best_ckpt.pt'], tmp_path / 'out',
                                network={'min_side': 224})
     fresh, card = reload(folder)
-    assert card['network'] == {'clip_model': 'ViT-B-32-quickgelu', 'min_side': 224} and 'ipce' in card['metrics']
+    assert card['network'] == IPCE.card_options({'clip_model': 'ViT-B-32-quickgelu', 'min_side': 224})
+    assert 'ipce' in card['metrics']
     x = images(size=(224, 224), n=1)
     with torch.no_grad():
         assert_same_scores(net(x, PROMPTS[:1]), fresh(x, PROMPTS[:1]))
@@ -456,7 +457,8 @@ def test_dcmpl_vit_b32(tmp_path):
     tar_path, aux_path, clip_path = save_fu_run(net, tmp_path / 'run', clip_fp16=True)
     folder = convert_reference('dcmpl-ref', [tar_path, aux_path], tmp_path / 'out', clip_weights=clip_path)
     fresh, card = reload(folder)
-    assert card['network'] == {'clip_model': 'ViT-B-32-quickgelu', 'use_aux': True, 'mpa': False, 'adapter': False}
+    assert card['network'] == DCMPL.card_options(
+        dict(clip_model='ViT-B-32-quickgelu', use_aux=True, mpa=False, adapter=False))
     x = images(size=(224, 224), n=1)
     with torch.no_grad():  # the CLIP went through fp16: compare with the original's fp16-rounded CLIP
         net.backbone.model.load_state_dict({k: v.float() for k, v in openai_clip_sd(net.state_dict()).items()})
