@@ -97,7 +97,8 @@ def run_benchmark(option_files: Sequence[str], out: str, splits: Optional[Sequen
     todo = [r for r in runs if (read_record(out, r.run_id) or {}).get('status') != 'finished']
     by_id = {r.run_id: r for r in runs}
     if len(todo) < len(runs):
-        print(f'{len(runs) - len(todo)} of {len(runs)} runs already finished in {out}: kept', file=sys.stderr, flush=True)
+        print(f'{len(runs) - len(todo)} of {len(runs)} runs already finished in {out}: kept', file=sys.stderr,
+              flush=True)
     if engine == 'ray':
         threads = threads or 1
         finished = engines.run_ray(out, [r.run_id for r in todo], threads, gpus_per_run, retries)
@@ -118,9 +119,9 @@ def run_benchmark(option_files: Sequence[str], out: str, splits: Optional[Sequen
     print(f'{len(runs) - len(failed)} of {len(runs)} runs finished; tables, plots and report in {out}', file=sys.stderr,
           flush=True)
     if failed:
-        raise RunsFailedError(f'{len(failed)} of {len(runs)} runs failed ({", ".join(failed)}); {out}/runs.csv names '
-                            'each error and results.csv averages the finished splits only; fix them and run the same '
-                            'command again (finished runs are kept)')
+        raise RunsFailedError(f'{len(failed)} of {len(runs)} runs failed ({", ".join(failed)}); {out}/runs.csv '
+                              'names each error and results.csv averages the finished splits only; fix them and run '
+                              'the same command again (finished runs are kept)')
     return records
 
 

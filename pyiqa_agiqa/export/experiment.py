@@ -8,8 +8,8 @@ network).
 
 A multi-split run (``train-nsplits``: folders ``NAME_Split01`` ... next to each other) is
 exported by giving ``experiments/NAME``: every split goes to ``DIR/split_NN`` (or only the
-one named with ``split=N``; splits are numbered from 1, as ``split_index`` and the folders), and every card carries the mean ±
-std table over the splits that finished.
+one named with ``split=N``; splits are numbered from 1, as ``split_index`` and the
+folders), and every card carries the mean ± std table over the splits that finished.
 """
 
 from __future__ import annotations

@@ -96,8 +96,10 @@ def run_nsplits(argv: List[str], root_path: Optional[str] = None) -> Dict[int, d
         os.makedirs(os.path.dirname(save_path), exist_ok=True)
         with open(save_path, 'w') as handle:
             handle.write(format_table(results, failures, n_splits))
-        print(f'results of {len(results)} of {n_splits} splits written to {save_path}', file=sys.stderr, flush=True)
+        print(f'results of {len(results)} of {n_splits} splits written to {save_path}', file=sys.stderr,
+              flush=True)
     if failures:
-        raise RunsFailedError(f'{len(failures)} of {n_splits} splits failed ({", ".join(f"{i:02d}" for i in failures)});'
-                            f' {save_path} averages the other {len(results)} and names the failures')
+        failed = ', '.join(f'{i:02d}' for i in failures)
+        raise RunsFailedError(f'{len(failures)} of {n_splits} splits failed ({failed}); {save_path} averages '
+                              f'the other {len(results)} and names the failures')
     return results

@@ -164,7 +164,7 @@ def test_multi_split_export_carries_the_mean_and_std(demo_data, tmp_path):
     values = [c['results']['demo_test']['srcc'] for c in cards]
     assert table['n'] == 2 and abs(table['mean'] - sum(values) / 2) <= rounding(torch.float64, ops=2)  # sum, halving
     one = cli(['export', experiment(tmp_path, 'two_splits'), '-o', tmp_path / 'one', '--split', '2'], cwd=tmp_path)
-    assert 'exported to' in one.stdout and read_card(tmp_path / 'one')['training']['split_index'] == 2
+    assert 'exported to' in one.stderr and read_card(tmp_path / 'one')['training']['split_index'] == 2
 
 
 def test_score_command_takes_an_exported_folder(trained, tmp_path):
