@@ -36,12 +36,12 @@ def split_options(opt: dict, split: int, root_path: str) -> dict:
     """The options of split ``split`` (``split_index``, from 1)."""
     from pyiqa.utils.options import make_paths
 
-    split = deepcopy(opt)
-    split['name'] = split_run_name(opt['name'], split)
-    make_paths(split, root_path)
-    for block in split['datasets'].values():
+    options = deepcopy(opt)
+    options['name'] = split_run_name(opt['name'], split)
+    make_paths(options, root_path)
+    for block in options['datasets'].values():
         block['split_index'] = split
-    return split
+    return options
 
 
 def format_table(results: Dict[int, dict], failures: Dict[int, str], n_splits: int) -> str:

@@ -176,3 +176,18 @@ def test_score_command_takes_an_exported_folder(trained, tmp_path):
                   '--set', 'large_side=100000', '--set', 'clip_pretrained=null', '--device', 'cpu', '-q'],
                  cwd=tmp_path)
     assert result.stdout.strip().startswith(str(tmp_path / 'a.png'))
+
+
+def test_split_numbers_are_split_index_in_run_names_and_export(tmp_path):
+    """One numbering: split_index N trains as NAME_SplitNN, and export --split N finds that folder."""
+    from pyiqa_agiqa.export.experiment import split_folders
+    from pyiqa_agiqa.training.nsplits import split_options, split_run_name
+
+    assert split_run_name('ipce', 1) == 'ipce_Split01'
+    opt = {'name': 'ipce', 'is_train': True, 'datasets': {'train': {}, 'val': {}}, 'path': {}}
+    split = split_options(opt, 2, str(tmp_path))
+    assert split['name'] == 'ipce_Split02' and {b['split_index'] for b in split['datasets'].values()} == {2}
+    for name in ('ipce_Split01', 'ipce_Split02'):
+        (tmp_path / 'experiments' / name).mkdir(parents=True, exist_ok=True)
+    assert {index: folder.name for index, folder in split_folders(tmp_path / 'experiments' / 'ipce').items()} == {
+        1: 'ipce_Split01', 2: 'ipce_Split02'}
