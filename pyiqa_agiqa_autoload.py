@@ -35,7 +35,9 @@ def enabled() -> bool:
 def add_plugin() -> bool:
     """Import ``pyiqa_agiqa`` (its metric entries and metric wrappers); a failure is a warning."""
     try:
-        import pyiqa_agiqa  # noqa: F401
+        import pyiqa_agiqa
+
+        pyiqa_agiqa.add_to_pyiqa()  # idempotent; needed when pyiqa_agiqa was imported before pyiqa
     except Exception as error:  # noqa: BLE001 - never break pyiqa or the interpreter
         import warnings
 

@@ -21,6 +21,15 @@ class TrainingError(AGIQAError, RuntimeError):
     """A training run cannot go on (non-finite loss, no valid checkpoint, broken state)."""
 
 
+class PartlyFailedError(AGIQAError, RuntimeError):
+    """A command finished, but some of its items (rows, runs, splits) failed: each is named, the
+    rest is written. The command line prints it as one line and exits with status 1."""
+
+
+class RunsFailedError(TrainingError, PartlyFailedError):
+    """Some training runs of a grid (benchmark) or of a multi-split run failed; the others finished."""
+
+
 class WeightsRequiredError(AGIQAError, RuntimeError):
     """A metric whose output comes from trained parts (a head, learned prompts) was asked for
     without fine-tuned weights: its scores would mean nothing, so it is refused."""

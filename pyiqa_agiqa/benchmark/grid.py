@@ -1,7 +1,7 @@
 """The benchmark's grid: option files x split indices, every file checked before the first run.
 
 Each (option file, split) is one :class:`Run`: the plugin's training loop on that split, its
-experiment folder ``DIR/experiments/NAME_SplitNN`` (``NN`` 0-based, as ``train-nsplits``), its
+experiment folder ``DIR/experiments/NAME_SplitNN`` (``NN`` = ``split_index``, from 1, as ``train-nsplits``), its
 option file ``DIR/options/NAME_SplitNN.yml`` (the user's file with ``name`` and
 ``split_index`` set, relative data paths made absolute so that every worker and node reads the
 same files).
@@ -189,7 +189,7 @@ def plan_runs(option_files: Sequence[str], splits: Optional[Sequence[int]] = Non
         targets = dict(opt.get('targets') or {'score': 'mos_quality'})
         for split in wanted:
             runs.append(Run(
-                run_id=split_run_name(opt['name'], split - 1), name=opt['name'], option_file=path, split=split,
+                run_id=split_run_name(opt['name'], split), name=opt['name'], option_file=path, split=split,
                 method=opt['network']['type'], dataset=_dataset_name(train),
                 scheme=str(scheme), targets=targets, epochs=_epochs(opt), n_epochs=epoch_count(opt),
                 images=_images(opt, meta, split),

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from ..errors import OptionError, TrainingError
+from ..errors import OptionError, RunsFailedError
 from ..weights.io import atomic_write
 from . import engines
 from .grid import Run, format_plan, plan_runs, write_run_options
@@ -81,8 +81,9 @@ def run_benchmark(option_files: Sequence[str], out: str, splits: Optional[Sequen
                   engine: str = 'local', jobs: Optional[int] = None, threads: Optional[int] = None,
                   gpus_per_run: float = 1.0, retries: int = 3, plan_only: bool = False,
                   progress: bool = True, command: Optional[str] = None) -> Dict[str, dict]:
-    """Run the grid (see the module doc); returns {run_id: record}. Raises TrainingError at
-    the end if a run failed (after every other run and every output)."""
+    """Run the grid (see the module doc); returns {run_id: record}. Raises RunsFailedError at
+    the end if a run failed (after every other run and every output). Only ``plan_only``'s grid
+    goes to standard output; progress and summaries go to standard error."""
     if engine not in ENGINES:
         raise OptionError(f'--engine must be one of {list(ENGINES)}, got {engine!r}')
     runs = plan_runs(option_files, splits, images=not plan_only)
@@ -96,7 +97,8 @@ def run_benchmark(option_files: Sequence[str], out: str, splits: Optional[Sequen
     todo = [r for r in runs if (read_record(out, r.run_id) or {}).get('status') != 'finished']
     by_id = {r.run_id: r for r in runs}
     if len(todo) < len(runs):
-        print(f'{len(runs) - len(todo)} of {len(runs)} runs already finished in {out}: kept', flush=True)
+        print(f'{len(runs) - len(todo)} of {len(runs)} runs already finished in {out}: kept', file=sys.stderr,
+              flush=True)
     if engine == 'ray':
         threads = threads or 1
         finished = engines.run_ray(out, [r.run_id for r in todo], threads, gpus_per_run, retries)
@@ -110,15 +112,16 @@ def run_benchmark(option_files: Sequence[str], out: str, splits: Optional[Sequen
     for run_id, code, tail in finished:
         _crashed(out, by_id[run_id], code, tail)
         bar.update(1)
-        bar.write(_summary(read_record(out, run_id)))
+        bar.write(_summary(read_record(out, run_id)), file=sys.stderr)
         records = write_outputs(out, runs, command)
     bar.close()
     failed = [r.run_id for r in runs if (records.get(r.run_id) or {}).get('status') != 'finished']
-    print(f'{len(runs) - len(failed)} of {len(runs)} runs finished; tables, plots and report in {out}', flush=True)
+    print(f'{len(runs) - len(failed)} of {len(runs)} runs finished; tables, plots and report in {out}', file=sys.stderr,
+          flush=True)
     if failed:
-        raise TrainingError(f'{len(failed)} of {len(runs)} runs failed ({", ".join(failed)}); {out}/runs.csv names '
-                            'each error and results.csv averages the finished splits only; fix them and run the same '
-                            'command again (finished runs are kept)')
+        raise RunsFailedError(f'{len(failed)} of {len(runs)} runs failed ({", ".join(failed)}); {out}/runs.csv '
+                              'names each error and results.csv averages the finished splits only; fix them and run '
+                              'the same command again (finished runs are kept)')
     return records
 
 

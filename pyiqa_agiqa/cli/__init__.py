@@ -1,8 +1,14 @@
 """``pyiqa-agiqa``: the plugin's command line (``pyiqa_agiqa.cli:main``).
 
-One module per command group (:mod:`.score`, :mod:`.train`, :mod:`.weights`, :mod:`.data`),
-the parser in :mod:`.parser`; here: dispatch, and errors of the plugin's kinds printed as one
-line with exit status 2.
+One module per command group (:mod:`.score`, :mod:`.train`, :mod:`.benchmark`, :mod:`.weights`,
+:mod:`.data`), imported only when one of its commands runs (``--help`` loads no torch); the
+parser in :mod:`.parser`; here: dispatch and the one rule of every command:
+
+- exit status: the ``EXIT_*`` below (0 when all went well);
+- standard output carries only results (scores printed without ``--output``, ``benchmark
+  --plan``, the demo's report), so that it can be redirected to a file; progress, notes,
+  warnings, the closing summary (``N of M images scored``, ``N of M runs finished``, what was
+  written where) and errors go to standard error.
 """
 
 from __future__ import annotations
@@ -12,22 +18,23 @@ import os
 import sys
 from typing import List, Optional
 
-from .benchmark import cmd_benchmark
-from .data import cmd_download, cmd_prepare
-from .parser import build_parser
-from .score import cmd_score
-from .train import cmd_demo, cmd_train
-from .weights import cmd_convert, cmd_convert_weights, cmd_export, cmd_push
-from ..errors import one_line
+from importlib import import_module
+
+from .parser import RENAMED, build_parser
+from ..errors import PartlyFailedError, one_line
 
 
 EXIT_PARTIAL = 1  # the command finished, but some rows (or runs) failed: each is named, the rest is written
 EXIT_ERROR = 2  # an error of the plugin's kinds (options, prompts, weights, metadata, images, training, files)
 EXIT_INTERNAL = 3  # an unexpected exception: a bug; its traceback is printed
 EXIT_INTERRUPTED = 130  # Ctrl-C (what was written so far is kept; scoring and training resume)
-COMMANDS = {'score': cmd_score, 'benchmark': cmd_benchmark, 'demo': cmd_demo, 'prepare': cmd_prepare,
-            'download': cmd_download, 'convert-weights': cmd_convert_weights, 'export': cmd_export,
-            'push': cmd_push, 'convert': cmd_convert}
+COMMANDS = {  # command -> (module of this package, function): imported when the command runs
+    'score': ('score', 'cmd_score'), 'benchmark': ('benchmark', 'cmd_benchmark'), 'demo': ('train', 'cmd_demo'),
+    'train': ('train', 'cmd_train'), 'train-nsplits': ('train', 'cmd_train'),
+    'prepare': ('data', 'cmd_prepare'), 'download': ('data', 'cmd_download'),
+    'export': ('weights', 'cmd_export'), 'push': ('weights', 'cmd_push'),
+    'convert-reference': ('weights', 'cmd_convert_reference'), 'convert-pickle': ('weights', 'cmd_convert_pickle'),
+}
 
 
 def _one_line_errors():
@@ -57,6 +64,9 @@ def _run(command, *args) -> int:
     formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return command(*args)
+    except PartlyFailedError as error:  # the rest was done and written: not the status of an error
+        print(f'{prefix}error: {one_line(error)}', file=sys.stderr, flush=True)
+        return EXIT_PARTIAL
     except _one_line_errors() as error:
         print(f'{prefix}error: {one_line(error)}', file=sys.stderr, flush=True)
         return EXIT_ERROR
@@ -73,13 +83,26 @@ def _run(command, *args) -> int:
         warnings.formatwarning = formatwarning
 
 
+def _command(name: str):
+    module, function = COMMANDS[name]
+    return getattr(import_module(f'.{module}', __name__), function)
+
+
+def _renamed(argv: List[str]) -> List[str]:
+    """A command's old name (see parser.RENAMED) still works, with a one-line warning."""
+    if argv and argv[0] in RENAMED:
+        print(f'warning: `pyiqa-agiqa {argv[0]}` is now `pyiqa-agiqa {RENAMED[argv[0]]}`; the old name will be '
+              'removed in a later version', file=sys.stderr, flush=True)
+        return [RENAMED[argv[0]]] + argv[1:]
+    return argv
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    if argv and argv[0] in ('train', 'train-nsplits'):
-        return _run(cmd_train, argparse.Namespace(command=argv[0]), argv[1:])
-    args = parser.parse_args(argv)
-    return _run(COMMANDS[args.command], args)
+    argv = _renamed(sys.argv[1:] if argv is None else list(argv))
+    if argv and argv[0] in ('train', 'train-nsplits'):  # their arguments are pyiqa's, parsed by the training code
+        return _run(_command(argv[0]), argparse.Namespace(command=argv[0]), argv[1:])
+    args = build_parser().parse_args(argv)
+    return _run(_command(args.command), args)
 
 
 if __name__ == '__main__':

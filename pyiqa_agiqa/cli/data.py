@@ -22,12 +22,12 @@ def cmd_prepare(args) -> int:
                                  shipped_splits=not args.no_shipped_splits, **extra)
     for warning in warnings:
         print(f'warning: {warning}', file=sys.stderr)
-    print(f'{len(pd.read_csv(args.output))} rows written to {args.output}')
+    print(f'{len(pd.read_csv(args.output))} rows written to {args.output}', file=sys.stderr)
     return 0
 
 
 def cmd_download(args) -> int:
     from pyiqa_agiqa.data.download import download_dataset
 
-    print(f'unpacked into {download_dataset(args.dataset, args.dest)}')
+    print(f'unpacked into {download_dataset(args.dataset, args.dest)}', file=sys.stderr)
     return 0

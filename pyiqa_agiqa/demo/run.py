@@ -3,7 +3,8 @@ through pyiqa's training pipeline, and report held-out SRCC / PLCC before and af
 
 Everything lands under one work folder (default ``./agiqa_demo``): ``data/`` (images and
 meta-info), ``ipce_demo.yml`` (the option file that was run) and ``experiments/`` (with the
-training's full log, ``experiments/ipce_demo/train_ipce_demo_<time>.log``). The console shows
+training's full log, ``experiments/ipce_demo/train_ipce_demo_<time>.log``; its resume states
+are deleted once training ends: about 40 MB stay). The console shows
 one progress bar per stage (data, training, the two test evaluations) and the summary
 (:func:`format_report`), which names the log file.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import shutil
 import time
 from pathlib import Path
 
@@ -106,6 +108,7 @@ def _run_demo(workdir: Path, epochs: int, n_prompts: int, overwrite: bool) -> di
     run = TrainingRun(*options, progress=True)
     run.run()
     seconds = time.time() - start
+    shutil.rmtree(options[0]['path']['training_states'], ignore_errors=True)  # 141 MB of resume states: no resume
 
     set_random_seed(opt['manual_seed'])
     before = evaluate(build_network(opt['network']), test_opt, desc='testing the untrained network')

@@ -3,7 +3,7 @@
 - :mod:`~pyiqa_agiqa.export.folder`: a folder's card filled and its three files written;
 - :mod:`~pyiqa_agiqa.export.experiment`: ``pyiqa-agiqa export``, a training run's best weights
   (one split or every split of an n-splits run) with their figures;
-- :mod:`~pyiqa_agiqa.export.convert`: ``pyiqa-agiqa convert``, the authors' checkpoints, one
+- :mod:`~pyiqa_agiqa.export.convert`: ``pyiqa-agiqa convert-reference``, the authors' checkpoints, one
   module per reference codebase.
 
 This package builds networks (to check converted weights, to read architecture defaults), so

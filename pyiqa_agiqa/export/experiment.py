@@ -6,10 +6,10 @@ completed, versions) and ``models/net_best.{safetensors,pth}`` (the val-selected
 run that completed no training iteration is refused (its net_best would be the untrained
 network).
 
-A multi-split run (``train-nsplits``: folders ``NAME_Split00`` ... next to each other) is
+A multi-split run (``train-nsplits``: folders ``NAME_Split01`` ... next to each other) is
 exported by giving ``experiments/NAME``: every split goes to ``DIR/split_NN`` (or only the
-one named with ``split=N``, 1-based as ``split_index``), and every card carries the mean ±
-std table over the splits that finished.
+one named with ``split=N``; splits are numbered from 1, as ``split_index`` and the
+folders), and every card carries the mean ± std table over the splits that finished.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def split_folders(experiment: Path) -> Dict[int, Path]:
     for path in parent.glob(f'{name}_Split*'):
         match = SPLIT_FOLDER.match(path.name)
         if match and match.group('name') == name and path.is_dir():
-            found[int(match.group('index')) + 1] = path
+            found[int(match.group('index'))] = path
     return dict(sorted(found.items()))
 
 
@@ -143,7 +143,7 @@ def export_experiment(experiment, output, split: Optional[int] = None, overwrite
     folders = split_folders(experiment)
     if not folders:
         raise OptionError(f"'{experiment}' is neither an experiment folder nor the prefix of a multi-split run "
-                          f'({experiment}_Split00, ...)')
+                          f'({experiment}_Split01, ...)')
     table = splits_table(folders)
     if split is not None:
         if split not in folders:

@@ -37,11 +37,11 @@ ALLOW_UNTRAINED = 'allow_untrained'
 # the command converting the authors' checkpoint, or None where no converter exists)
 ROUTES = {
     'CIANet': ('options/cianet_agiqa3k.yml',
-               'pyiqa-agiqa convert --from cianet-ref quality_best_ckpt.pt -o weights/cianet_ref'),
+               'pyiqa-agiqa convert-reference --from cianet-ref quality_best_ckpt.pt -o weights/cianet_ref'),
     'CLIPAGIQA': ('options/clip_agiqa_agiqa3k.yml', None),
     'DCMPL': ('options/dcmpl_agiqa3k.yml',
-              'pyiqa-agiqa convert --from dcmpl-ref RUN_tar_best.pth RUN_aux_best.pth -o weights/dcmpl_base, the '
-              "base's prompts, used with mpa=False adapter=False"),
+              'pyiqa-agiqa convert-reference --from dcmpl-ref RUN_tar_best.pth RUN_aux_best.pth -o weights/dcmpl_base, '
+              "the base's prompts, used with mpa=False adapter=False"),
 }
 
 

@@ -1,12 +1,14 @@
 """``pyiqa-agiqa train-nsplits``: one training per split, then a mean / std table.
 
-As pyiqa's ``train_nsplits``: split ``i`` (0-based) trains as experiment ``NAME_Split{i:02d}``
-with ``split_index: i + 1`` in every dataset block, and the table goes to
-``save_final_results_path``. Differences: a failing split (non-finite loss, no valid
-checkpoint, ...) does not end the others; the table names it and averages only the splits
-that finished, saying how many; a non-finite figure is never averaged in; the command then
-exits non-zero. With ``--auto_resume`` finished splits are read back from their final state
-and unfinished ones continue where they stopped.
+As pyiqa's ``train_nsplits``: every split of ``split_num`` trains with its ``split_index`` in
+every dataset block, and the table goes to ``save_final_results_path``. Differences: splits are
+numbered from 1 everywhere, as ``split_index`` (split 1 trains as experiment ``NAME_Split01``
+and is row ``01`` of the table; pyiqa's script names it ``NAME_Split00``); a failing split
+(non-finite loss, no valid checkpoint, ...) does not end the others; the table names it and
+averages only the splits that finished, saying how many; a non-finite figure is never averaged
+in; the command then exits with status 1 (``RunsFailedError``). With ``--auto_resume``
+finished splits are read back from their final state and unfinished ones continue where they
+stopped.
 """
 
 from __future__ import annotations
@@ -18,26 +20,28 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..errors import OptionError, TrainingError
+import sys
+
+from ..errors import OptionError, RunsFailedError, TrainingError
 from . import distributed
 from .pipeline import TrainingRun, load_options
 
 
-def split_run_name(name: str, index: int) -> str:
-    """The experiment name of split ``index`` (0-based) of the runs named ``name``."""
-    return f'{name}_Split{index:02d}'
+def split_run_name(name: str, split: int) -> str:
+    """The experiment name of split ``split`` (``split_index``, from 1) of the runs named ``name``."""
+    return f'{name}_Split{split:02d}'
 
 
-def split_options(opt: dict, index: int, root_path: str) -> dict:
-    """The options of split ``index`` (0-based)."""
+def split_options(opt: dict, split: int, root_path: str) -> dict:
+    """The options of split ``split`` (``split_index``, from 1)."""
     from pyiqa.utils.options import make_paths
 
-    split = deepcopy(opt)
-    split['name'] = split_run_name(opt['name'], index)
-    make_paths(split, root_path)
-    for block in split['datasets'].values():
-        block['split_index'] = index + 1
-    return split
+    options = deepcopy(opt)
+    options['name'] = split_run_name(opt['name'], split)
+    make_paths(options, root_path)
+    for block in options['datasets'].values():
+        block['split_index'] = split
+    return options
 
 
 def format_table(results: Dict[int, dict], failures: Dict[int, str], n_splits: int) -> str:
@@ -73,7 +77,7 @@ def format_table(results: Dict[int, dict], failures: Dict[int, str], n_splits: i
 
 def run_nsplits(argv: List[str], root_path: Optional[str] = None) -> Dict[int, dict]:
     """Train every split of ``split_num``; returns {split: best-metric table}. Raises
-    TrainingError after writing the table if any split failed."""
+    RunsFailedError (a TrainingError) after writing the table if any split failed."""
     root = os.path.abspath(root_path or os.getcwd())
     opt, opt_file = load_options(argv, root, 'train-nsplits')
     n_splits = opt.get('split_num')
@@ -82,18 +86,20 @@ def run_nsplits(argv: List[str], root_path: Optional[str] = None) -> Dict[int, d
     save_path = os.path.abspath(opt.get('save_final_results_path')
                                 or os.path.join(root, 'experiments', f"{opt['name']}_{n_splits}splits.txt"))
     results, failures = {}, {}
-    for i in range(n_splits):
+    for i in range(1, n_splits + 1):
         try:
             results[i] = TrainingRun(split_options(opt, i, root), opt_file).run()
         except TrainingError as error:
             failures[i] = str(error)
-            print(f'error: split {i:02d}: {error}', flush=True)
+            print(f'error: split {i:02d}: {error}', file=sys.stderr, flush=True)
     if distributed.rank() == 0:
         os.makedirs(os.path.dirname(save_path), exist_ok=True)
         with open(save_path, 'w') as handle:
             handle.write(format_table(results, failures, n_splits))
-        print(f'results of {len(results)} of {n_splits} splits written to {save_path}', flush=True)
+        print(f'results of {len(results)} of {n_splits} splits written to {save_path}', file=sys.stderr,
+              flush=True)
     if failures:
-        raise TrainingError(f'{len(failures)} of {n_splits} splits failed ({", ".join(f"{i:02d}" for i in failures)});'
-                            f' {save_path} averages the other {len(results)} and names the failures')
+        failed = ', '.join(f'{i:02d}' for i in failures)
+        raise RunsFailedError(f'{len(failures)} of {n_splits} splits failed ({failed}); {save_path} averages '
+                              f'the other {len(results)} and names the failures')
     return results

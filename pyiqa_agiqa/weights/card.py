@@ -1,4 +1,4 @@
-"""The exported-weights folder, read and checked: what ``pyiqa-agiqa export`` / ``convert`` write
+"""The exported-weights folder, read and checked: what ``pyiqa-agiqa export`` / ``convert-reference`` write
 (see :mod:`pyiqa_agiqa.export.folder`) and what ``create_metric(..., weights=SPEC)`` reads.
 
 A folder holds three files::

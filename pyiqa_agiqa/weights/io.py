@@ -5,7 +5,7 @@ Every load is tensors only: ``.safetensors`` through safetensors, anything else 
 pickled model, a custom class, a TorchScript archive such as OpenAI's ``ViT-B-32.pt``) is
 refused with :class:`UnsafeWeightsError`, which says how to convert a file you trust::
 
-    pyiqa-agiqa convert-weights --trust-pickle old_checkpoint.pth -o weights.safetensors
+    pyiqa-agiqa convert-pickle --trust-pickle old_checkpoint.pth -o weights.safetensors
 
 Formats read by :func:`load_network_weights` (the ``pretrained_model_path`` of every
 architecture, pyiqa's ``path.pretrain_network``, ``--weights`` of the CLI):
@@ -66,7 +66,7 @@ def sha256_file(path: Union[str, os.PathLike], chunk: int = 1 << 20) -> str:
 
 def _convert_hint(path: PathLike) -> str:
     target = Path(path).with_suffix(SAFETENSORS_SUFFIX).name
-    return (f'If you trust the file, convert it once: `pyiqa-agiqa convert-weights --trust-pickle {path} '
+    return (f'If you trust the file, convert it once: `pyiqa-agiqa convert-pickle --trust-pickle {path} '
             f'-o {target}` (or pyiqa_agiqa.weights.convert_trusted_checkpoint), then load the .safetensors file')
 
 

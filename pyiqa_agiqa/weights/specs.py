@@ -9,7 +9,7 @@ SPEC is one of (tried in this order):
   Hugging Face hub repository, fetched with ``huggingface_hub`` into its cache. Give the
   revision (a commit hash) to pin it; the weights are checked against the SHA-256 of the card;
 - an ``http(s)://`` URL of a weights file (downloaded and cached by pyiqa);
-- a local exported folder (``pyiqa-agiqa export`` / ``convert`` output: weights.safetensors +
+- a local exported folder (``pyiqa-agiqa export`` / ``convert-reference`` output: weights.safetensors +
   card.json): the card is checked against the metric (architecture, network options such as
   the CLIP model, trained outputs) and the weights against the card's SHA-256;
 - a local weights file: ``.safetensors`` or a pyiqa ``.pth`` (``{'params': ...}``), loaded as

@@ -1,6 +1,8 @@
 """The command line: scoring files, folders and CSVs; errors; the demo and prepare commands."""
 
+import json
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -65,6 +67,51 @@ def test_score_errors_are_clear(image_folder, tmp_path, capsys):
 def test_console_script_is_installed():
     result = subprocess.run([console_script(), '--help'], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and 'score' in result.stdout and 'demo' in result.stdout
+
+
+HEAVY = ('torch', 'torchvision', 'pyiqa', 'open_clip', 'timm', 'pandas', 'ray')
+
+
+@pytest.mark.parametrize('argv', [['--help'], ['score', '--help'], ['benchmark', '--help']])
+def test_help_imports_no_torch_pyiqa_or_open_clip(argv):
+    """--help parses with argparse only: the modules of the commands (torch, pyiqa, ...) are
+    imported when a command runs, not before (checked on sys.modules, in a fresh interpreter)."""
+    code = ('import json, sys\nfrom pyiqa_agiqa.cli import main\ntry:\n    main(sys.argv[1:])\n'
+            'except SystemExit:\n    pass\n'
+            f'print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set({list(HEAVY)!r}))))')
+    result = subprocess.run([sys.executable, '-c', code, *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == []
+
+
+def test_help_shows_defaults_and_one_description_per_command(capsys):
+    with pytest.raises(SystemExit):
+        main(['--help'])
+    top = capsys.readouterr().out
+    assert '``' not in top and 'convert-reference' in top and 'convert-pickle' in top
+    train, nsplits = (next(line for line in top.splitlines() if line.strip().startswith(name + ' '))
+                      for name in ('train', 'train-nsplits'))
+    assert train.split(None, 1)[1] != nsplits.split(None, 1)[1]
+    with pytest.raises(SystemExit):
+        main(['score', '--help'])
+    score = ' '.join(capsys.readouterr().out.split())
+    assert '(default: 8)' in score and 'DataLoader workers' in score and '(default: 2)' in score
+    with pytest.raises(SystemExit):
+        main(['demo', '--help'])
+    assert 'training epochs (default: 30)' in ' '.join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize('old, new', [('convert', 'convert-reference'), ('convert-weights', 'convert-pickle')])
+def test_old_command_names_still_work_with_a_one_line_warning(old, new, tmp_path, capsys):
+    (tmp_path / 'ckpt.pt').write_bytes(b'not a checkpoint')
+    args = (['--from', 'cianet-ref', str(tmp_path / 'ckpt.pt')] if new == 'convert-reference'
+            else [str(tmp_path / 'ckpt.pt')]) + ['-o', str(tmp_path / 'out')]
+    assert main([old] + args) == 2
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning == f'warning: `pyiqa-agiqa {old}` is now `pyiqa-agiqa {new}`; the old name will be removed ' \
+                      'in a later version'
+    assert main([new] + args) == 2
+    assert capsys.readouterr().err.splitlines() == [error]
 
 
 def test_prepare_agiqa3k_refuses_to_overwrite(tmp_path, capsys):

@@ -69,7 +69,7 @@ def test_export_convert_and_demo(tmp_path, capsys):
     message = one_error_line(capsys, ['export', str(tmp_path / 'not_an_experiment'), '-o', str(tmp_path / 'w')])
     assert 'is neither an experiment folder nor the prefix of a multi-split run' in message
     (tmp_path / 'ckpt.pt').write_bytes(b'not a checkpoint')
-    message = one_error_line(capsys, ['convert', '--from', 'cianet-ref', str(tmp_path / 'ckpt.pt'), '-o',
+    message = one_error_line(capsys, ['convert-reference', '--from', 'cianet-ref', str(tmp_path / 'ckpt.pt'), '-o',
                                       str(tmp_path / 'out')])
     assert 'ckpt.pt' in message
     workdir = tmp_path / 'demo'

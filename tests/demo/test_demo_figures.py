@@ -48,6 +48,7 @@ def test_the_demo_prints_the_recorded_figures_with_bars_and_a_log_file(tmp_path)
     for stage in ('demo images', 'training ipce_demo', 'testing the untrained network', 'testing the trained network'):
         assert stage in bars, stage
     assert 'INFO' not in result.stderr  # pyiqa's log lines are in the file only
+    assert not (workdir / 'experiments' / 'ipce_demo' / 'training_states').exists()  # no resume states kept
     record = recorded()
     printed = figures(result.stdout)
     if environment() != record['environment']:

@@ -466,8 +466,8 @@ def test_dcmpl_vit_b32(tmp_path):
 
 
 def test_converted_folder_serves_the_metrics_and_the_command_line(tmp_path):
-    """docs/weights.md's route: `pyiqa-agiqa convert` on a reference file, then the plugin's metrics
-    with weights=FOLDER (card checked) give the reference network's scores."""
+    """docs/weights.md's route: `pyiqa-agiqa convert-reference` on a reference file, then the
+    plugin's metrics with weights=FOLDER (card checked) give the reference network's scores."""
     import subprocess
     import sys
 
@@ -489,7 +489,7 @@ def test_converted_folder_serves_the_metrics_and_the_command_line(tmp_path):
         scale = float(net.backbone.logit_scale() if output == 'consistency' else 1 + expected[output].abs().max())
         tolerance = 2 * rounding(torch.float32, scale)
         assert torch.allclose(scores[:, 0], expected[output], atol=tolerance, rtol=0)
-    result = subprocess.run([sys.executable, '-m', 'pyiqa_agiqa.cli', 'convert', '--from', 'cianet-ref', str(path),
-                             '-o', str(tmp_path / 'out'), '--set', f'clip_model={TINY}'],
+    result = subprocess.run([sys.executable, '-m', 'pyiqa_agiqa.cli', 'convert-reference', '--from', 'cianet-ref',
+                             str(path), '-o', str(tmp_path / 'out'), '--set', f'clip_model={TINY}'],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and result.stderr.startswith('error: ') and 'overwrite' in result.stderr

@@ -164,7 +164,7 @@ def test_multi_split_export_carries_the_mean_and_std(demo_data, tmp_path):
     values = [c['results']['demo_test']['srcc'] for c in cards]
     assert table['n'] == 2 and abs(table['mean'] - sum(values) / 2) <= rounding(torch.float64, ops=2)  # sum, halving
     one = cli(['export', experiment(tmp_path, 'two_splits'), '-o', tmp_path / 'one', '--split', '2'], cwd=tmp_path)
-    assert 'exported to' in one.stdout and read_card(tmp_path / 'one')['training']['split_index'] == 2
+    assert 'exported to' in one.stderr and read_card(tmp_path / 'one')['training']['split_index'] == 2
 
 
 def test_score_command_takes_an_exported_folder(trained, tmp_path):
@@ -176,3 +176,18 @@ def test_score_command_takes_an_exported_folder(trained, tmp_path):
                   '--set', 'large_side=100000', '--set', 'clip_pretrained=null', '--device', 'cpu', '-q'],
                  cwd=tmp_path)
     assert result.stdout.strip().startswith(str(tmp_path / 'a.png'))
+
+
+def test_split_numbers_are_split_index_in_run_names_and_export(tmp_path):
+    """One numbering: split_index N trains as NAME_SplitNN, and export --split N finds that folder."""
+    from pyiqa_agiqa.export.experiment import split_folders
+    from pyiqa_agiqa.training.nsplits import split_options, split_run_name
+
+    assert split_run_name('ipce', 1) == 'ipce_Split01'
+    opt = {'name': 'ipce', 'is_train': True, 'datasets': {'train': {}, 'val': {}}, 'path': {}}
+    split = split_options(opt, 2, str(tmp_path))
+    assert split['name'] == 'ipce_Split02' and {b['split_index'] for b in split['datasets'].values()} == {2}
+    for name in ('ipce_Split01', 'ipce_Split02'):
+        (tmp_path / 'experiments' / name).mkdir(parents=True, exist_ok=True)
+    assert {index: folder.name for index, folder in split_folders(tmp_path / 'experiments' / 'ipce').items()} == {
+        1: 'ipce_Split01', 2: 'ipce_Split02'}

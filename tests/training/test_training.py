@@ -68,8 +68,8 @@ def test_nsplits_runner_writes_mean_and_std(demo_data, tmp_path):
     opt['save_final_results_path'] = str(tmp_path / 'results.txt')
     run([console_script(), 'train-nsplits', '-opt', str(write(opt, tmp_path))], tmp_path)
     table = (tmp_path / 'results.txt').read_text()
-    assert 'demo_test\t00' in table and 'demo_test\t01' in table and 'Overall results in demo_test' in table
-    assert (tmp_path / 'experiments' / 'nsplits_Split01' / 'models' / 'net_best.pth').is_file()
+    assert 'demo_test\t01' in table and 'demo_test\t02' in table and 'Overall results in demo_test' in table
+    assert (tmp_path / 'experiments' / 'nsplits_Split02' / 'models' / 'net_best.pth').is_file()
 
 
 def test_selection_is_on_val_and_test_is_reported_at_that_checkpoint(demo_data, tmp_path):

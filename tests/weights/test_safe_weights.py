@@ -49,7 +49,7 @@ def images(tmp_path, n=2):
 
 def test_create_metric_refuses_a_pickle_payload(malicious):
     path, marker = malicious
-    with pytest.raises(UnsafeWeightsError, match='pickled objects other than tensors.*convert-weights --trust-pickle'):
+    with pytest.raises(UnsafeWeightsError, match='pickled objects other than tensors.*convert-pickle --trust-pickle'):
         pyiqa.create_metric('ipce', device='cpu', clip_pretrained=None, pretrained_model_path=str(path), **TINY_IPCE)
     assert not marker.exists()
 
@@ -119,9 +119,9 @@ def test_convert_weights_needs_trust_and_makes_a_loadable_file(tmp_path):
     with pytest.raises(UnsafeWeightsError):
         load_state_dict(whole)
     out = tmp_path / 'converted.safetensors'
-    refused = cli(['convert-weights', whole, '-o', out], cwd=tmp_path, check=False)
+    refused = cli(['convert-pickle', whole, '-o', out], cwd=tmp_path, check=False)
     assert refused.returncode == 2 and '--trust-pickle' in refused.stderr and not out.exists()
-    cli(['convert-weights', '--trust-pickle', whole, '-o', out], cwd=tmp_path)
+    cli(['convert-pickle', '--trust-pickle', whole, '-o', out], cwd=tmp_path)
     x = torch.rand(1, 3, 64, 64)
     metric = pyiqa.create_metric('ipce', device='cpu', clip_pretrained=None, pretrained_model_path=str(out),
                                  **TINY_IPCE)

@@ -12,7 +12,7 @@
     Plugin names: ``backbone.model.*``, ``cia_layer.*``, ``head.*``. ``all_results`` may hold
     numpy scalars: for this kind only, numpy's scalar reconstruction is allow-listed (see
     :func:`read_reference`). A flat state dict in the same naming (e.g. a ``.safetensors`` made
-    with ``pyiqa-agiqa convert-weights --trust-pickle --key model_state_dict``) is accepted too.
+    with ``pyiqa-agiqa convert-pickle --trust-pickle --key model_state_dict``) is accepted too.
     Each file is the reference's best epoch FOR ONE OUTPUT (its file name; ``correspondence`` is
     the plugin's ``consistency``) but holds the whole network: the card records which.
 """

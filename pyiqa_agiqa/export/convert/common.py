@@ -62,7 +62,7 @@ def read_reference(path: PathLike, allow_numpy_scalars: bool = False):
             return load_file(path)
     except UnsafeWeightsError as error:
         raise UnsafeWeightsError(
-            f'{error}. A reference checkpoint you trust: `pyiqa-agiqa convert-weights --trust-pickle {path} --key '
+            f'{error}. A reference checkpoint you trust: `pyiqa-agiqa convert-pickle --trust-pickle {path} --key '
             f'model_state_dict -o ref.safetensors` (the key of CIA-Net / IPCE training files; bare state dicts '
             f'need none), then convert ref.safetensors with this converter') from None
 

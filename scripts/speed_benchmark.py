@@ -1,15 +1,15 @@
 """Speed of the plugin's metrics against their bound, on a CPU or a GPU (random weights: speed
 does not depend on the weight values).
 
-    python scripts/benchmark.py                                   # every metric, fp32 + bf16, CPU
-    python scripts/benchmark.py --device cuda --batch-size 64 --precisions fp32 bf16 fp16
-    python scripts/benchmark.py --train                           # images/s of a training step
-    python scripts/benchmark.py --scoring 256                     # end-to-end folder of JPEGs
-    python scripts/benchmark.py --precision-diff 64 --skip-speed  # bf16 / fp16 scores vs fp32
-    python scripts/benchmark.py --compile                         # also with torch.compile'd towers
-    python scripts/benchmark.py --autocast                        # also bf16 / fp16 as autocast, not cast
-    python scripts/benchmark.py --memory 8 32 --skip-speed        # peak memory per batch size
-    python scripts/benchmark.py --dcmpl-tokens 64 --skip-speed    # what DCMPL's prompt tokens cost
+    python scripts/speed_benchmark.py                                   # every metric, fp32 + bf16, CPU
+    python scripts/speed_benchmark.py --device cuda --batch-size 64 --precisions fp32 bf16 fp16
+    python scripts/speed_benchmark.py --train                           # images/s of a training step
+    python scripts/speed_benchmark.py --scoring 256                     # end-to-end folder of JPEGs
+    python scripts/speed_benchmark.py --precision-diff 64 --skip-speed  # bf16 / fp16 scores vs fp32
+    python scripts/speed_benchmark.py --compile                         # also with torch.compile'd towers
+    python scripts/speed_benchmark.py --autocast                        # also bf16 / fp16 as autocast, not cast
+    python scripts/speed_benchmark.py --memory 8 32 --skip-speed        # peak memory per batch size
+    python scripts/speed_benchmark.py --dcmpl-tokens 64 --skip-speed    # what DCMPL's prompt tokens cost
 
 **Bound.** A metric's unavoidable work is its CLIP passes: the image tower on the views the
 method needs and the text tower on the texts that change per image (fixed texts are computed

@@ -2,10 +2,10 @@
 # Every GPU figure of docs/speed.md ("Speed and memory") in one call of the device tool
 # (GPU machine, about 8 minutes; the working tree travels, the wheels in .whl/ are carried):
 #   here:    bash scripts/device/fetch_wheels.sh
-#   device:  run(command="bash scripts/device/benchmark.sh", carry=[".whl"], timeout_s=600)
+#   device:  run(command="bash scripts/device/speed_benchmark.sh", carry=[".whl"], timeout_s=600)
 # Results come back under $OUT: gpu.txt, speed.txt/json, autocast.txt/json, compile.txt/json, memory.txt/json.
 # Each part has its own time limit, so a slow part cannot take the others' results with it.
-# Smoke test on a CPU machine: DEVICE=cpu QUICK=1 PY=python bash scripts/device/benchmark.sh
+# Smoke test on a CPU machine: DEVICE=cpu QUICK=1 PY=python bash scripts/device/speed_benchmark.sh
 set -uo pipefail
 source "$(dirname "$0")/setup_env.sh"
 DEVICE=${DEVICE:-cuda}
@@ -19,8 +19,8 @@ fi
 } 2>&1 | tee "$OUT/gpu.txt"
 run_part() {  # name, seconds, benchmark arguments...
     local name=$1 seconds=$2; shift 2
-    echo "== $name: scripts/benchmark.py $*" | tee "$OUT/$name.txt"
-    timeout "$seconds" $PY scripts/benchmark.py --device "$DEVICE" "$@" --json "$OUT/$name.json" 2>&1 \
+    echo "== $name: scripts/speed_benchmark.py $*" | tee "$OUT/$name.txt"
+    timeout "$seconds" $PY scripts/speed_benchmark.py --device "$DEVICE" "$@" --json "$OUT/$name.json" 2>&1 \
         | grep -v -e '^WARNING' -e 'No pretrained weights' | tee -a "$OUT/$name.txt"
     echo "== $name: exit ${PIPESTATUS[0]}" | tee -a "$OUT/$name.txt"
 }

@@ -1,8 +1,8 @@
 """Corpus scoring on Ray Data with 1 and 2 metric actors on the local machine (or a cluster
 with RAY_ADDRESS), against the single-process scorer on the same images.
 
-    python scripts/benchmark_ray.py                          # 64 generated 512 px JPEGs, ipce, CPU
-    python scripts/benchmark_ray.py --images 2000 --gpus-per-actor 1 --actors 1 2 4 --batch-size 64
+    python scripts/speed_benchmark_ray.py                          # 64 generated 512 px JPEGs, ipce, CPU
+    python scripts/speed_benchmark_ray.py --images 2000 --gpus-per-actor 1 --actors 1 2 4 --batch-size 64
 
 Random weights (speed does not depend on the weight values). Each run writes to a fresh
 DST; images/s counts every row (read, decoded, scored, written), Ray's start-up excluded
