@@ -145,9 +145,8 @@ def test_exported_folders_load_as_metrics_and_give_the_predictions(uninterrupted
         folders.append((chosen, folder))
     for row, folder in folders:
         opt = yaml.safe_load((uninterrupted / 'options' / f"{row['run']}.yml").read_text())
-        network = {k: v for k, v in opt['network'].items() if k not in ('type', 'pretrained')}
-        metric = pyiqa.create_metric(METRIC_OF[row['method']][row['target']], device='cpu', weights=str(folder),
-                                     clip_pretrained=None, **network)
+        # the folder alone: its card records every network option the run was built with
+        metric = pyiqa.create_metric(METRIC_OF[row['method']][row['target']], weights=str(folder), device='cpu')
         dataset = AGIQADataset(dict(opt['datasets']['val_test'], phase='val'))
         batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
         if batch['img'].dim() == 5:  # IPCE's test views: the metric cuts them itself from the image

@@ -139,3 +139,27 @@ def test_command_line_and_a_missing_ray(corpus, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: the Ray engine needs Ray Data: pip install 'pyiqa-agiqa[ray]' "
                                      "(or pip install 'ray[data]')")
+
+
+def test_an_exported_folder_alone_builds_its_network_in_the_actors(local_ray, corpus, tmp_path):
+    """``weights`` with no network option: the actors build what the card records (a ResNet
+    tower and IPCE views none of which is a default), as the single-process scorer does."""
+    from pyiqa_agiqa.archs import IPCE
+    from pyiqa_agiqa.export.folder import new_card, write_exported
+
+    torch.manual_seed(0)
+    net = IPCE(pretrained=False, clip_model='AGIQA-Tiny-RN', min_side=64, stride=16, large_side=100000)
+    folder = str(write_exported(tmp_path / 'weights', net.state_dict(),
+                                new_card('IPCE', net.options, ['score'], source='test: random weights')))
+    listing = tmp_path / 'few.csv'
+    pd.read_csv(corpus / 'list.csv').iloc[:6].assign(
+        image=lambda t: [str(corpus / n) for n in t['image']]).to_csv(listing, index=False)
+    summary = score_with_ray(['ipce'], str(listing), str(tmp_path / 'dst'), weights={None: folder}, batch_size=4)
+    assert (summary.scored, summary.failed) == (6, 0)
+    results = read_results(str(tmp_path / 'dst')).set_index('image')
+    metrics = create_metrics(['ipce'], 'cpu', weights={None: folder})
+    assert metrics['ipce'].net.options == net.options
+    expected = score_rows(metrics, rows_from_csv(str(listing)), batch_size=4, progress=False,
+                          workers=0).set_index('image')
+    diff = (results.loc[expected.index, 'ipce'].astype(float) - expected['ipce'].astype(float)).abs()
+    assert diff.max() <= 2 * rounding(torch.float32, 5), diff.max()
