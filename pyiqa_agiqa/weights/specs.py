@@ -5,8 +5,9 @@
 SPEC is one of (tried in this order):
 
 - a name of :data:`NAMED_WEIGHTS` (e.g. ``'ipce-agiqa3k'``), which maps to one of the below;
-- ``hf://org/repo[@revision]/path``: an exported folder (or a single weights file) in a
-  Hugging Face hub repository, fetched with ``huggingface_hub`` into its cache. Give the
+- ``hf://[datasets/|spaces/]org/repo[@revision][/path]``: an exported folder (or a single
+  weights file) in a Hugging Face hub repository, fetched with ``huggingface_hub`` into its
+  cache (the grammar, and who decides offline use: :mod:`pyiqa_agiqa.weights.hub`). Give the
   revision (a commit hash) to pin it; the weights are checked against the SHA-256 of the card;
 - an ``http(s)://`` URL of a weights file (downloaded and cached by pyiqa);
 - a local exported folder (``pyiqa-agiqa export`` / ``convert-reference`` output: weights.safetensors +
@@ -29,7 +30,7 @@ import torch
 
 from ..errors import OptionError
 from .card import CardMismatchError, check_card, is_exported_folder, read_exported
-from .hub import HF_PREFIX, HubReference, fetch_from_hub
+from .hub import HF_PREFIX, fetch_from_hub, parse_hub_reference
 from .io import PathLike, WeightsFormatError, fit_state_dict, load_network_weights
 
 # name -> SPEC of published weights; empty until the project publishes trained weights
@@ -51,7 +52,7 @@ def resolve(spec: PathLike, _seen: tuple = ()) -> str:
             raise OptionError(f'named weights loop: {" -> ".join(_seen + (spec,))}')
         return resolve(NAMED_WEIGHTS[spec], _seen + (spec,))
     if spec.startswith(HF_PREFIX):
-        return fetch_from_hub(HubReference.parse(spec))
+        return fetch_from_hub(parse_hub_reference(spec))
     if spec.startswith(('https://', 'http://')):
         from pyiqa.utils.download_util import load_file_from_url
 

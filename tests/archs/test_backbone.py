@@ -10,6 +10,7 @@ from pyiqa_agiqa.archs.backbone.clip import CLIPBackbone, WeightsUnavailableErro
 from pyiqa_agiqa.prompts import warn_truncated
 
 from conftest import rounding
+from hub_helpers import offline_hub
 
 
 def test_random_weights_need_no_file_and_no_network(no_network):
@@ -19,8 +20,8 @@ def test_random_weights_need_no_file_and_no_network(no_network):
     assert torch.isclose(backbone.logit_scale(), torch.tensor(1 / 0.07), rtol=rounding(torch.float32, ops=4), atol=0)
 
 
-def test_default_tag_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
-    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+def test_default_tag_offline_fails_fast_with_instructions(tmp_path, monkeypatch, no_network):
+    offline_hub(monkeypatch)  # HF_HUB_OFFLINE=1, as huggingface_hub read it
     start = time.time()
     with pytest.raises(WeightsUnavailableError) as info:
         resolve_weights('ViT-B-32-quickgelu', 'openai', cache_dir=str(tmp_path))
@@ -34,7 +35,7 @@ def test_default_metric_offline_fails_with_the_same_message(tmp_path, monkeypatc
 
     import pyiqa_agiqa  # noqa: F401
 
-    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    offline_hub(monkeypatch)  # HF_HUB_OFFLINE=1, as huggingface_hub read it
     with pytest.raises(WeightsUnavailableError, match='local'):
         pyiqa.create_metric('ipce', device='cpu', cache_dir=str(tmp_path))
 
@@ -90,7 +91,7 @@ def test_fine_tuned_checkpoint_needs_no_clip_download(tmp_path, no_network, monk
 
     import pyiqa_agiqa  # noqa: F401
 
-    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    offline_hub(monkeypatch)  # HF_HUB_OFFLINE=1, as huggingface_hub read it
     torch.manual_seed(0)
     trained = pyiqa.create_metric('ipce', pretrained=False, clip_model='AGIQA-Tiny-ViT', device='cpu')
     path = tmp_path / 'net_best.pth'

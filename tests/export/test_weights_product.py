@@ -1,10 +1,9 @@
 """Trained weights as a product: export with a model card, load by folder / file / hub
-reference / name with the card checked, push to a (stand-in) hub, multi-split export."""
+reference / name with the card checked, push (an autospecced HfApi) and fetch (huggingface_hub
+offline, over a cache of its real layout), multi-split export."""
 
 import json
 import shutil
-import types
-from pathlib import Path
 
 import pyiqa
 import pytest
@@ -19,6 +18,7 @@ from pyiqa_agiqa.training.pipeline import run_training
 from pyiqa_agiqa.weights.io import load_state_dict
 
 from conftest import rounding
+from hub_helpers import autospec_api, offline_hub
 from training_helpers import cianet_options, cli, experiment, ipce_options, write_options
 
 RN = dict(clip_model='AGIQA-Tiny-RN', min_side=64, stride=16, large_side=100000)
@@ -103,36 +103,15 @@ def test_untrained_output_is_refused(demo_data, tmp_path):
                             clip_model='AGIQA-Tiny-ViT')
 
 
-class StandInHub:
-    """A local stand-in for the Hugging Face hub: HfApi's create_repo / upload_folder and the
-    hf_hub_download / snapshot_download functions, over a folder (repo/revision/files)."""
-
-    def __init__(self, root: Path):
-        self.root, self.commits = root, 0
-
-    def create_repo(self, repo_id, exist_ok=False, private=False):
-        (self.root / repo_id).mkdir(parents=True, exist_ok=True)
-
-    def upload_folder(self, repo_id, folder_path, path_in_repo=None, revision=None, commit_message=None):
-        self.commits += 1
-        oid = f'{self.commits:040x}'
-        target = self.root / repo_id / oid / (path_in_repo or '')
-        shutil.copytree(folder_path, target)
-        return types.SimpleNamespace(oid=oid)
-
-    def hf_hub_download(self, repo_id, filename, revision=None):
-        return str(self.root / repo_id / (revision or 'main') / filename)
-
-    def snapshot_download(self, repo_id, revision=None, allow_patterns=None):
-        return str(self.root / repo_id / revision)
-
-
-def test_push_then_load_by_hub_reference_and_by_name(trained, tmp_path, monkeypatch):
+def test_push_then_load_by_hub_reference_and_by_name(trained, tmp_path, monkeypatch, no_network):
+    """push (a bare repository name) against an autospecced HfApi whose upload leaves the files
+    in a hub cache of the real layout; loading the pinned spec then runs huggingface_hub's own
+    code, offline."""
     _, folder = trained
-    hub = StandInHub(tmp_path / 'hub')
-    monkeypatch.setattr(weights_hub, '_hub', lambda: hub)
-    spec = weights_hub.push_folder(folder, 'agiqa/test-weights', path_in_repo='ipce_tiny', api=hub)
-    assert spec == f'hf://agiqa/test-weights@{1:040x}/ipce_tiny'
+    api = autospec_api(namespace='agiqa', cache=tmp_path / 'hub')
+    offline_hub(monkeypatch, tmp_path / 'hub')
+    spec = weights_hub.push_folder(folder, 'test-weights', path_in_repo='ipce_tiny', api=api)
+    assert spec == f'hf://agiqa/test-weights@{api.commits[0]}/ipce_tiny'
     x = images()
     prompts = ['a', 'b', 'c']
     local = pyiqa.create_metric('ipce', device='cpu', weights=str(folder), clip_pretrained=None,
@@ -144,8 +123,9 @@ def test_push_then_load_by_hub_reference_and_by_name(trained, tmp_path, monkeypa
     assert torch.equal(by_name(x, prompt=prompts), local)
     with pytest.raises(FileNotFoundError, match="did you mean 'ipce-tiny-demo'"):
         pyiqa.create_metric('ipce', device='cpu', weights='ipce-tiny-dem', clip_pretrained=None, **RN)
-    with pytest.warns(UserWarning, match='not pinned to a revision'):
-        weights_hub.fetch_from_hub(weights_hub.HubReference.parse('hf://agiqa/test-weights/x.safetensors'))
+    with pytest.warns(UserWarning, match='not pinned to a revision'):  # main, as the cache's refs/main says
+        unpinned = weights_hub.fetch_from_hub(weights_hub.parse_hub_reference('hf://agiqa/test-weights/ipce_tiny'))
+    assert read_card(unpinned) == read_card(folder)
 
 
 def test_the_named_table_is_empty_until_weights_are_published():

@@ -4,9 +4,11 @@ normalises images. Every architecture of the plugin goes through :class:`CLIPBac
 Weights (argument ``weights``):
 
 - an open_clip pretrained tag, e.g. ``'openai'`` (the default of every method): taken from
-  the Hugging Face cache if it is there, otherwise downloaded by open_clip. Offline with no
-  cached copy this fails at once with :class:`WeightsUnavailableError`, which says how to
-  supply a local file;
+  the Hugging Face cache if it is there, otherwise downloaded into it with huggingface_hub
+  (the file open_clip would download). Whether the hub can be used is huggingface_hub's
+  decision (``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, proxies); offline, or with the hub
+  unreachable, and no cached copy, this fails with :class:`WeightsUnavailableError`, one line
+  that says why and how to supply a local file;
 - a path to a local checkpoint file (``open_clip_pytorch_model.bin``, ``.safetensors`` or any
   state dict open_clip can convert), read as tensors only: a file that needs pickle execution,
   such as the TorchScript ``ViT-B-32.pt`` of OpenAI's ``clip`` package, is refused with
@@ -25,7 +27,6 @@ import contextlib
 import logging
 import os
 import pickle
-import socket
 import threading
 import warnings
 from collections import OrderedDict
@@ -60,35 +61,84 @@ def register_plugin_model_configs() -> None:
         _configs_registered = True
 
 
-def _hub_reachable(host: str = 'huggingface.co', timeout: float = 5.0) -> bool:
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _cached_tag_file(model_name: str, tag: str, cache_dir: Optional[str]) -> Optional[str]:
-    """Local path of the weights of ``tag`` if the HF hub cache already holds them."""
-    from huggingface_hub import try_to_load_from_cache
+def _tag_files(model_name: str, tag: str):
+    """(hub repository, file names) of an open_clip pretrained tag, the file names in the order
+    open_clip's ``download_pretrained_from_hf`` tries them (a safetensors alternative first);
+    (None, []) for a tag open_clip downloads from a URL."""
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
     hub = get_pretrained_cfg(model_name, tag).get('hf_hub', '')
     if not hub:
-        return None
+        return None, []
     repo_id, filename = os.path.split(hub)
-    for name in ([filename] if filename else ['open_clip_pytorch_model.bin', 'open_clip_model.safetensors']):
+    filename = filename or HF_WEIGHTS_NAME
+    if filename == HF_WEIGHTS_NAME:
+        return repo_id, [HF_SAFE_WEIGHTS_NAME, filename]
+    if filename.endswith(('.bin', '.pth')):
+        return repo_id, [filename[:-4] + '.safetensors', filename]
+    return repo_id, [filename]
+
+
+def _cached_tag_file(model_name: str, tag: str, cache_dir: Optional[str]) -> Optional[str]:
+    """Local path of the weights of ``tag`` if the HF hub cache already holds them (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo_id, names = _tag_files(model_name, tag)
+    for name in names:
         found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
         if isinstance(found, str):
             return found
     return None
 
 
+def _unavailable(model_name: str, tag: str, reason: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
+        f"CLIP weights '{model_name}' / '{tag}' are not in the local cache and cannot be downloaded from the "
+        f"Hugging Face hub ({reason}). Either run once online (they are then cached), "
+        "or download the checkpoint elsewhere and pass its path, e.g. "
+        "create_metric(..., clip_pretrained='/path/to/open_clip_pytorch_model.bin') "
+        "(option `clip_pretrained` in a network config), or use pretrained=False for random "
+        "weights."
+    )
+
+
+def _download_tag_file(model_name: str, tag: str, cache_dir: Optional[str]) -> Optional[str]:
+    """Download the weights of ``tag`` into the hub cache with huggingface_hub, which decides
+    whether the hub can be used: its offline mode (``HF_HUB_OFFLINE``), its endpoint
+    (``HF_ENDPOINT``) and proxies. Its errors become :class:`WeightsUnavailableError`. None for a
+    tag open_clip downloads from a URL itself."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+
+    from ...weights.hub import hub_failure, hub_offline
+
+    repo_id, names = _tag_files(model_name, tag)
+    if repo_id is None:
+        if hub_offline():
+            raise _unavailable(model_name, tag, 'huggingface_hub is in offline mode (HF_HUB_OFFLINE=1)')
+        return None
+    for name in names:
+        try:
+            return hf_hub_download(repo_id, name, cache_dir=cache_dir, library_name='open_clip',
+                                   library_version=open_clip.__version__)
+        except Exception as error:  # noqa: BLE001 - huggingface_hub's errors are translated, others go on
+            if isinstance(error, EntryNotFoundError) and not isinstance(error, LocalEntryNotFoundError) \
+                    and name != names[-1]:
+                continue  # the hub has no such file (the safetensors alternative): the next name
+            failure = hub_failure(error)
+            if failure is None:
+                raise
+            raise _unavailable(model_name, tag, failure[1]) from None
+    return None
+
+
 def resolve_weights(model_name: str, weights: WeightsSpec, cache_dir: Optional[str] = None) -> Optional[str]:
     """Turn ``weights`` into what ``open_clip.create_model(pretrained=...)`` takes.
 
-    Returns None for random initialisation, a file path, or a tag that open_clip will
-    download. Raises FileNotFoundError / ValueError / WeightsUnavailableError with a message
-    that names the model, the value and the way out.
+    Returns None for random initialisation, or a file path: a tag's weights are taken from the
+    hub cache, else downloaded into it with huggingface_hub (a tag open_clip downloads from a
+    URL is returned as it is). Raises FileNotFoundError / ValueError / WeightsUnavailableError
+    with a message that names the model, the value and the way out.
     """
     if weights is None or weights is False:
         return None
@@ -105,20 +155,8 @@ def resolve_weights(model_name: str, weights: WeightsSpec, cache_dir: Optional[s
             f"'{weights}' is neither a weights file nor a pretrained tag of open_clip model "
             f"'{model_name}' (its tags: {tags or 'none'})"
         )
-    cached = _cached_tag_file(model_name, weights, cache_dir)
-    if cached:
-        return cached
-    offline = os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes')
-    if offline or not _hub_reachable():
-        raise WeightsUnavailableError(
-            f"CLIP weights '{model_name}' / '{weights}' are not in the local cache and the "
-            "Hugging Face hub cannot be reached. Either run once online (open_clip caches them), "
-            "or download the checkpoint elsewhere and pass its path, e.g. "
-            "create_metric(..., clip_pretrained='/path/to/open_clip_pytorch_model.bin') "
-            "(option `clip_pretrained` in a network config), or use pretrained=False for random "
-            "weights."
-        )
-    return weights
+    return _cached_tag_file(model_name, weights, cache_dir) or _download_tag_file(model_name, weights, cache_dir) \
+        or weights
 
 
 def initial_clip_weights(pretrained: bool, clip_pretrained: WeightsSpec, pretrained_model_path: Optional[str]):
