@@ -22,6 +22,7 @@ from pyiqa_agiqa.weights.card import CardMismatchError, read_card
 from pyiqa_agiqa.weights.specs import NAMED_WEIGHTS, register_weights
 
 from conftest import REPO
+from hub_helpers import folder_files, offline_hub, write_hub_cache
 
 # an IPCE built with options none of which is the default or a metric's
 IPCE_OPTIONS = dict(clip_model='AGIQA-Tiny-RN', min_side=64, patch_size=32, stride=16, large_stride=24,
@@ -121,31 +122,13 @@ def test_a_named_entry_builds_the_trained_network(ipce_folder):
     assert metric.net.options == IPCE_OPTIONS
 
 
-def _hub_cache(root, folder, repo='agiqa/test-weights', commit='a' * 40, path='ipce_custom'):
-    """``folder`` laid out in a huggingface_hub cache as ``repo`` at ``commit`` (blobs linked from
-    the snapshot, the layout huggingface_hub writes), so HF_HUB_OFFLINE reads it."""
-    storage = root / ('models--' + repo.replace('/', '--'))
-    snapshot = storage / 'snapshots' / commit / path
-    snapshot.mkdir(parents=True)
-    (storage / 'blobs').mkdir()
-    for file in sorted(folder.iterdir()):
-        blob = storage / 'blobs' / f'{file.name}.blob'
-        blob.write_bytes(file.read_bytes())
-        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
-    (storage / 'refs').mkdir()
-    (storage / 'refs' / 'main').write_text(commit)
-    return f'hf://{repo}@{commit}/{path}'
-
-
 def test_an_hf_reference_builds_the_trained_network(ipce_folder, tmp_path, monkeypatch):
     """Through huggingface_hub itself, offline, from its cache."""
-    import huggingface_hub.constants as hub_constants
-
     net, folder = ipce_folder
-    spec = _hub_cache(tmp_path / 'hub', folder)
-    monkeypatch.setattr(hub_constants, 'HF_HUB_CACHE', str(tmp_path / 'hub'))
-    monkeypatch.setattr(hub_constants, 'HF_HUB_OFFLINE', True)
-    metric = pyiqa.create_metric('ipce', weights=spec, device='cpu')
+    commit = 'a' * 40
+    write_hub_cache(tmp_path / 'hub', 'agiqa/test-weights', commit, folder_files(folder, 'ipce_custom'))
+    offline_hub(monkeypatch, tmp_path / 'hub')
+    metric = pyiqa.create_metric('ipce', weights=f'hf://agiqa/test-weights@{commit}/ipce_custom', device='cpu')
     assert metric.net.options == IPCE_OPTIONS
     x = _images()
     with torch.no_grad():
