@@ -55,7 +55,8 @@ def registry_entry(registry, name: str, what: str, where: str, lazy=None):
     if lazy is not None and name not in registry:
         lazy(name)
     if not isinstance(name, str) or name not in registry:
-        close = difflib.get_close_matches(str(name), list(registry.keys()), n=3, cutoff=0.6)
+        known = list(registry.keys()) + list(getattr(registry, '_lazy_map', {}))  # named but not yet imported too
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
         hint = f'; did you mean {close}?' if close else ''
         raise OptionError(f"{where}: unknown {what} '{name}'{hint}")
     return registry.get(name)

@@ -126,3 +126,25 @@ def test_entry_points_name_every_registered_class_and_load_after_an_import():
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('True'), result.stdout
+
+
+def test_did_you_mean_knows_the_names_not_yet_imported():
+    """A misspelt architecture in an option file is matched against the plugin's lazily named
+    classes too (their modules not imported yet)."""
+    code = (
+        "import sys\n"
+        "from pyiqa.utils.registry import ARCH_REGISTRY\n"
+        "from pyiqa_agiqa.plugin import register_lazy\n"
+        "from pyiqa_agiqa.options import registry_entry\n"
+        "register_lazy('ARCH_REGISTRY')\n"
+        "try:\n"
+        "    registry_entry(ARCH_REGISTRY, 'IPCF', 'architecture', 'network.type')\n"
+        "except Exception as error:\n"
+        "    print(error)\n"
+        "print('pyiqa_agiqa.archs.ipce_arch' in sys.modules)\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    message, imported = result.stdout.strip().splitlines()[-2:]
+    assert message == "network.type: unknown architecture 'IPCF'; did you mean ['IPCE']?"
+    assert imported == 'False'
