@@ -69,7 +69,7 @@ from torch import nn
 
 from pyiqa.utils.registry import ARCH_REGISTRY
 
-from ..prompts import PromptArg
+from ..prompt_args import PromptArg
 from .backbone.precision import set_precision
 from ..weights.specs import fine_tuned_source, load_weights
 from .backbone.clip import CLIPBackbone, initial_clip_weights

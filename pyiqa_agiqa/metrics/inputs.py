@@ -34,7 +34,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from ..prompts import prompts_for_batch
+from ..prompt_args import prompts_for_batch
 
 _INSTALLED = '_pyiqa_agiqa_inputs'
 

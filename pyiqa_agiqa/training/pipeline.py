@@ -14,7 +14,7 @@ files in ``experiments/NAME/models``). What differs from pyiqa's loop, and why:
   resume, restores only optimisers and schedulers and replays the interrupted epoch;
 - the experiment folder is ``<root>/experiments/NAME`` for the first run and the resumed one
   alike (pyiqa looks for states under the current directory);
-- items are drawn with per-item seeds (training/data.py), so an epoch's batches do not
+- items are drawn with per-item seeds (training/loaders.py), so an epoch's batches do not
   depend on workers, processes or interruptions;
 - ``--launcher pytorch`` / ``slurm`` work on CPUs (gloo) as on GPUs (nccl);
 - a stage that ends between two validations is validated at its end, and ``val.val_epochs``
@@ -43,7 +43,7 @@ import yaml
 
 from ..errors import OptionError, TrainingError
 from . import distributed
-from .data import build_eval_loader, build_train_loader
+from .loaders import build_eval_loader, build_train_loader
 from .option_check import check_option_file, check_options, check_run_name
 from ..weights.io import atomic_write, nonfinite_entries
 from .console import Progress, hold_back_console, restore_console

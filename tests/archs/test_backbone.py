@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pyiqa_agiqa.archs.backbone.clip import CLIPBackbone, WeightsUnavailableError, create_clip, resolve_weights
-from pyiqa_agiqa.prompts import warn_truncated
+from pyiqa_agiqa.prompt_args import warn_truncated
 
 from conftest import rounding
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyiqa_agiqa.data.metadata import MetadataError, read_meta_info, validate_meta_info
-from pyiqa_agiqa.data.metadata import write_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, read_meta_info, validate_meta_info
+from pyiqa_agiqa.data.tables import write_meta_info
 from pyiqa_agiqa.data.prepare.agiqa3k import OFFICIAL_COLUMNS, build_agiqa3k_meta_info
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation, check_split_disjoint, grouped_split
 

@@ -13,7 +13,7 @@ import pytest
 # what a process that creates one of pyiqa's own metrics may import of the plugin: the metric
 # entries, the metric wrappers and the entry-point targets
 LIGHT = {'pyiqa_agiqa', 'pyiqa_agiqa.errors', 'pyiqa_agiqa.metric_configs', 'pyiqa_agiqa.metrics',
-         'pyiqa_agiqa.metrics.inputs', 'pyiqa_agiqa.metrics.readiness', 'pyiqa_agiqa.plugin', 'pyiqa_agiqa.prompts',
+         'pyiqa_agiqa.metrics.inputs', 'pyiqa_agiqa.metrics.readiness', 'pyiqa_agiqa.plugin', 'pyiqa_agiqa.prompt_args',
          'pyiqa_agiqa.version', 'pyiqa_agiqa_autoload'}
 
 

@@ -1,4 +1,6 @@
-"""Reading and validation of the package's meta-info CSVs, shared by all dataset converters.
+"""The datasets' tables: meta-info CSVs (labels per image) and split manifests (published
+split columns), read, validated and written; shared by all dataset converters. (The prompts
+generators embed in image files are read by :mod:`.embedded_prompts`.)
 
 Meta-info format: one row per image. Column 0 ``name`` (image path relative to the image
 folder) and column 1 ``mos_quality`` (pyiqa reads these two by position), then ``prompt``,
