@@ -1,9 +1,15 @@
 """Entry-point targets for pyiqa's registries (see ``[project.entry-points]`` in
-pyproject.toml). pyiqa loads a group on the first registry lookup it cannot answer (any name,
-``psnr``'s ``PSNR`` included) and calls each target. The targets only name the plugin's
-classes (``Registry.register_lazy``): nothing is imported until one of these names is asked
-for, so creating one of pyiqa's own metrics never imports open_clip or the plugin's
-architectures. Importing this module imports ``pyiqa_agiqa`` (the metric entries, light).
+pyproject.toml). pyiqa 0.1.16 (``pyiqa/utils/registry.py``) loads a registry's entry-point
+group once, at that registry's first ``get`` (any name, found or not: ``create_metric('psnr')``
+looking up ``PSNR`` is enough), first iteration or ``keys()``, or first ``in`` test of a name
+it does not hold, and calls each target. The targets only name the plugin's classes
+(``Registry.register_lazy``): a class's module is imported when its name is asked for, so
+creating one of pyiqa's own metrics never imports open_clip or the plugin's architectures.
+Importing this module imports ``pyiqa_agiqa`` (the metric entries, light).
+
+These entry points cover architectures, datasets, the training model and the loss; pyiqa
+has none for metrics, whose entries :mod:`pyiqa_agiqa_autoload` (beside the package, run by
+the installed ``.pth``) adds when pyiqa is imported (docs/development.md, Registration).
 """
 
 # registry -> {name the plugin registers: 'module:attribute' that defines it}

@@ -22,7 +22,7 @@ SHARED = REPO_ROOT.parent / 'shared' / 'datasets'
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from pyiqa_agiqa.data.metadata import write_meta_info  # noqa: E402
+from pyiqa_agiqa.data.tables import write_meta_info  # noqa: E402
 from pyiqa_agiqa.data.split_manifests import MANIFEST_DIR, MANIFESTS, reduce_manifest  # noqa: E402
 
 

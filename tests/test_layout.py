@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / 'pyiqa_agiqa'
-BOTTOM = {'errors', 'options', 'prompts', 'metric_configs', 'losses', 'version'}
+BOTTOM = {'errors', 'options', 'prompt_args', 'metric_configs', 'losses', 'version'}
 # part -> the parts it may import (besides itself), from the top of the stack down
 MAY_IMPORT = {
     'cli': {'benchmark', 'demo', 'scoring', 'training', 'export', 'metrics', 'data', 'archs', 'weights'} | BOTTOM,
@@ -20,7 +20,7 @@ MAY_IMPORT = {
     'archs': {'weights'} | BOTTOM,
     'weights': BOTTOM,
     'options': {'errors'},
-    'prompts': {'errors'},
+    'prompt_args': {'errors'},
     'errors': set(), 'metric_configs': set(), 'losses': set(), 'version': set(),
     'plugin': set(),  # names its targets as strings (pyiqa's entry points)
     '': {'metrics', 'metric_configs', 'version'},  # pyiqa_agiqa/__init__.py: installs the metric entries

@@ -67,7 +67,7 @@ from torch import nn
 
 from pyiqa.utils.registry import ARCH_REGISTRY
 
-from ..prompts import PromptArg, prompts_for_batch
+from ..prompt_args import PromptArg, prompts_for_batch
 from .base import CLIPNetwork
 from .backbone.feature_cache import WeightsCache
 
@@ -207,7 +207,7 @@ class CIANet(CLIPNetwork):
     Forward:
         x: (B, C, H, W) images in [0, 1], any size (resized here, see module doc).
         prompt: the generation prompt, one str per image. Required for every output (a
-            missing, empty or miscounted prompt raises :class:`~pyiqa_agiqa.prompts.PromptError`),
+            missing, empty or miscounted prompt raises :class:`~pyiqa_agiqa.prompt_args.PromptError`),
             ``authenticity`` included: CIA-Net is text-conditioned and all its metrics are called
             alike, so a bad call fails the same way whichever output is asked. The authenticity
             score does not read the prompt, though: with ``output='authenticity'`` it is checked,

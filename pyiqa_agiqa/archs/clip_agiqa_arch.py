@@ -69,7 +69,7 @@ from torch import nn
 
 from pyiqa.utils.registry import ARCH_REGISTRY
 
-from ..prompts import PromptArg
+from ..prompt_args import PromptArg
 from .backbone.clip import CLIPBackbone
 from .base import CLIPNetwork
 from .backbone.feature_cache import WeightsCache

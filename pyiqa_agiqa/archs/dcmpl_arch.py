@@ -98,7 +98,7 @@ from torch import nn
 
 from pyiqa.utils.registry import ARCH_REGISTRY
 
-from ..prompts import PromptArg, prompts_for_batch
+from ..prompt_args import PromptArg, prompts_for_batch
 from ..weights.io import fit_state_dict, load_state_dict
 from .base import CLIPNetwork
 from .backbone.feature_cache import WeightsCache

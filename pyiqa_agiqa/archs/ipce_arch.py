@@ -27,7 +27,7 @@ from PIL import Image
 
 from pyiqa.utils.registry import ARCH_REGISTRY
 
-from ..prompts import PromptArg, prompts_for_batch
+from ..prompt_args import PromptArg, prompts_for_batch
 from .base import CLIPNetwork
 
 LEVELS = ('badly', 'poorly', 'fairly', 'well', 'perfectly')

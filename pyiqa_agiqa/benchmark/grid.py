@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 
 from ..data.agiqa_dataset import resolve_meta_info_file
-from ..data.metadata import read_meta_info
+from ..data.tables import read_meta_info
 from ..errors import OptionError
 from ..export.experiment import dataset_key
 from ..training.nsplits import split_run_name

@@ -51,7 +51,7 @@ def _train_predict_export(out: Path, run_id: str, record: dict) -> None:
     from pyiqa.data import build_dataset
 
     from ..export.experiment import export_experiment
-    from ..training.data import build_eval_loader
+    from ..training.loaders import build_eval_loader
     from ..training.pipeline import TrainingRun, load_options
 
     opt, opt_file = load_options(['-opt', str(run_options_path(out, run_id)), '--auto_resume'], str(out))

@@ -57,7 +57,7 @@ from pyiqa.utils.registry import DATASET_REGISTRY
 from ..archs.ipce_arch import IPCEViews
 from ..errors import OptionError
 from .image_io import load_rgb, pixel_limit, probe_image
-from .metadata import read_meta_info
+from .tables import read_meta_info
 
 BUNDLED_META_INFO_DIR = Path(__file__).resolve().parent / 'meta_info'
 PYIQA_AUGMENT_KEYS = ('random_crop', 'center_crop', 'resize', 'adaptive_resize', 'random_square_resize',

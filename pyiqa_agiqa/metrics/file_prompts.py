@@ -4,7 +4,7 @@ pyiqa's command (``pyiqa ipce -t generated/``) calls a metric with one path and 
 For the plugin's metrics, a path (or a list of paths) called without ``prompt`` takes each
 file's own prompt, as ``pyiqa-agiqa score`` does: its embedded generator metadata, else its
 sidecar caption (``image.txt`` / ``image.caption``; see :mod:`pyiqa_agiqa.data.captions`). A
-file with neither is a :class:`~pyiqa_agiqa.prompts.PromptError` naming it and the ways to
+file with neither is a :class:`~pyiqa_agiqa.prompt_args.PromptError` naming it and the ways to
 give one. Tensors and PIL images carry no file: they still need ``prompt=``.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from ..prompts import PromptError
+from ..prompt_args import PromptError
 
 
 def _is_path(item) -> bool:

@@ -33,7 +33,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from ..prompts import prompts_for_batch
+from ..prompt_args import prompts_for_batch
 
 
 def as_image_tensor(item) -> torch.Tensor:

@@ -423,30 +423,55 @@ def score_with_ray(metrics: Sequence[str], src: str, dst: str, prompt: Optional[
     ray = require_ray()
     options, weights = dict(options or {}), dict(weights or {})
     names = list(dict.fromkeys(metrics))
+    _check_job_sizes(fmt, batch_size, actors, threads_per_actor)
+    _check_request(names, options, weights, allow_untrained)
+    lock = hold_output(dst, folder=True)
+    try:
+        _connect(ray, console_level)
+        actor = dict(metrics=names, options=options, weights=weights, seed=seed,
+                     threads=_actor_threads(ray, threads_per_actor, gpus_per_actor, actors),
+                     compile_mode=compile_mode, allow_untrained=allow_untrained)
+        stages = dict(decoding=_decoding_stage(decode_batch_size, max_pixels), actor=actor,
+                      pool=_pool_stage(ray, batch_size, actors, gpus_per_actor, cpus_per_actor))
+        return _score(ray, read_source(src, prompt), dst, names, fmt, overwrite, stages)
+    finally:
+        lock.release()
+
+
+def _check_job_sizes(fmt: str, batch_size: int, actors: int, threads_per_actor: Optional[int]) -> None:
     if fmt not in ('parquet', 'csv'):
         raise OptionError(f"--format must be parquet or csv, got '{fmt}'")
     if batch_size < 1 or actors < 1 or (threads_per_actor is not None and threads_per_actor < 1):
         raise OptionError('the batch size, the number of actors and the threads per actor must be >= 1')
-    _check_request(names, options, weights, allow_untrained)
-    lock = hold_output(dst, folder=True)
-    try:
-        if not ray.is_initialized():
-            ray.init(address=os.environ.get('RAY_ADDRESS'), include_dashboard=False, log_to_driver=False)
-        if console_level is not None:
-            console_logging(console_level)
-        if threads_per_actor is None and not gpus_per_actor:
-            threads_per_actor = max(1, int(ray.cluster_resources().get('CPU', 1)) // actors)
-        actor = dict(metrics=names, options=options, weights=weights, seed=seed, threads=threads_per_actor,
-                     compile_mode=compile_mode, allow_untrained=allow_untrained)
-        pool = dict(batch_size=batch_size, batch_format='pandas', **_actor_pool(ray, actors),
-                    num_gpus=gpus_per_actor or None,
-                    num_cpus=cpus_per_actor if cpus_per_actor is not None else (1 if gpus_per_actor else 0.5))
-        decoding = dict(batch_size=decode_batch_size, batch_format='pandas', num_cpus=1,
-                        fn_kwargs=dict(max_pixels=max_pixels))
-        return _score(ray, read_source(src, prompt), dst, names, fmt, overwrite,
-                      dict(decoding=decoding, pool=pool, actor=actor))
-    finally:
-        lock.release()
+
+
+def _connect(ray, console_level: Optional[int]) -> None:
+    """Join the cluster of ``RAY_ADDRESS`` (else start a local one) unless Ray is already up."""
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get('RAY_ADDRESS'), include_dashboard=False, log_to_driver=False)
+    if console_level is not None:
+        console_logging(console_level)
+
+
+def _actor_threads(ray, threads_per_actor: Optional[int], gpus_per_actor: float, actors: int) -> Optional[int]:
+    """torch's threads in each actor: as given, else for CPU actors the cluster's CPUs shared
+    between them (Ray would give each one thread); None leaves GPU actors as they are."""
+    if threads_per_actor is None and not gpus_per_actor:
+        return max(1, int(ray.cluster_resources().get('CPU', 1)) // actors)
+    return threads_per_actor
+
+
+def _decoding_stage(decode_batch_size: int, max_pixels: Optional[int]) -> dict:
+    """``map_batches`` arguments of the decoding tasks (one CPU each)."""
+    return dict(batch_size=decode_batch_size, batch_format='pandas', num_cpus=1, fn_kwargs=dict(max_pixels=max_pixels))
+
+
+def _pool_stage(ray, batch_size: int, actors: int, gpus_per_actor: float, cpus_per_actor: Optional[float]) -> dict:
+    """``map_batches`` arguments of the metric actors: their pool, GPUs and logical CPUs (default
+    1 with GPUs, 0.5 without, so that actors never hold every CPU of a CPU-only machine)."""
+    return dict(batch_size=batch_size, batch_format='pandas', **_actor_pool(ray, actors),
+                num_gpus=gpus_per_actor or None,
+                num_cpus=cpus_per_actor if cpus_per_actor is not None else (1 if gpus_per_actor else 0.5))
 
 
 def _score(ray, ds, dst: str, names: List[str], fmt: str, overwrite: bool, stages: dict) -> RaySummary:

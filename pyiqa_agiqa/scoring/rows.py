@@ -16,7 +16,7 @@ from PIL import Image
 from pyiqa.utils.img_util import is_image_file
 
 from ..data.image_io import ImageReadError, load_rgb
-from ..prompts import PromptError
+from ..prompt_args import PromptError
 from .contract import ScoringInputError, prompt_from_cell
 
 __all__ = ['Row', 'ScoringInputError', 'open_image_file', 'read_row', 'rows_from_csv', 'rows_from_target',

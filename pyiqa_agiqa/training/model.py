@@ -458,7 +458,7 @@ class AGIQAModel(GeneralIQAModel):
         if self._attached_val_loaders is None:
             from pyiqa.data import build_dataset
 
-            from .data import build_eval_loader
+            from .loaders import build_eval_loader
 
             self._attached_val_loaders = [build_eval_loader(build_dataset(block), block, self.opt)
                                           for phase, block in self.opt['datasets'].items() if phase.startswith('val')]

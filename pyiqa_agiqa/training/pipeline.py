@@ -14,7 +14,7 @@ files in ``experiments/NAME/models``). What differs from pyiqa's loop, and why:
   resume, restores only optimisers and schedulers and replays the interrupted epoch;
 - the experiment folder is ``<root>/experiments/NAME`` for the first run and the resumed one
   alike (pyiqa looks for states under the current directory);
-- items are drawn with per-item seeds (training/data.py), so an epoch's batches do not
+- items are drawn with per-item seeds (training/loaders.py), so an epoch's batches do not
   depend on workers, processes or interruptions;
 - ``--launcher pytorch`` / ``slurm`` work on CPUs (gloo) as on GPUs (nccl);
 - a stage that ends between two validations is validated at its end, and ``val.val_epochs``
@@ -35,6 +35,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
@@ -43,7 +44,7 @@ import yaml
 
 from ..errors import OptionError, TrainingError
 from . import distributed
-from .data import build_eval_loader, build_train_loader
+from .loaders import build_eval_loader, build_train_loader
 from .option_check import check_option_file, check_options, check_run_name
 from ..weights.io import atomic_write, nonfinite_entries
 from .console import Progress, hold_back_console, restore_console
@@ -260,54 +261,25 @@ class TrainingRun:
 
         opt = self.opt
         check_options(opt)
-        if opt.get('deterministic'):
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        else:
-            torch.backends.cudnn.benchmark = True
+        _configure_torch(opt)
         resume = _find_resume_state(opt, self.store)
         _prepare_folders(opt, self.opt_file, resume is not None)
         self.logger, self.log_file, self._held = _setup_logger(opt, resume is not None, quiet=self.progress)
-        logger = self.logger
         tb_logger = init_tb_loggers(opt)
 
-        train_set, train_loader, sampler, val_loaders = _build_loaders(opt, logger)
-        iters_per_epoch = len(train_loader)
-        if iters_per_epoch == 0:
-            raise OptionError(f"datasets.train: {len(train_set)} images give no full batch of "
-                              f"{opt['datasets']['train']['batch_size_per_gpu']} per process")
-        if opt['train'].get('total_epoch') is not None:
-            total_epochs = int(opt['train']['total_epoch'])
-        else:
-            total_epochs = math.ceil(int(opt['train']['total_iter']) / iters_per_epoch)
-        opt['train']['total_iter'] = total_iters = total_epochs * iters_per_epoch
-        logger.info(f'Training statistics:\n\tNumber of train images: {len(train_set)}\n\tProcesses: '
-                    f"{opt['world_size']}\n\tIterations per epoch: {iters_per_epoch}\n\tTotal epochs: "
-                    f'{total_epochs}; iters: {total_iters}')
-
+        train_set, train_loader, sampler, val_loaders = _build_loaders(opt, self.logger)
+        total_epochs, iters_per_epoch = _schedule(opt, train_set, len(train_loader), self.logger)
         model = self.model = build_model(opt)
         model.attach_val_loaders(val_loaders, tb_logger)
-        start_epoch, skip, current_iter = 0, 0, 0
-        if resume is not None:
-            state, path = resume
-            if state.get('batches_done', -1) < 0:
-                raise TrainingError(f"{path} was written by pyiqa's own train.py, which does not record the position "
-                                    'in the epoch; resume it with python -m pyiqa.train --auto_resume')
-            if state['world_size'] != opt['world_size']:
-                raise TrainingError(f"{path} was written by a run with {state['world_size']} process(es); resume it "
-                                    f"with the same number of processes ({opt['world_size']} now): the data shards "
-                                    'and RNG states depend on it')
-            model.load_training_state(state, source=path)
-            restore_rng(state['rng'][distributed.rank()])
-            start_epoch, skip, current_iter = state['epoch'], state['batches_done'], state['iter']
-            logger.info(f'Resuming from {path}: epoch {start_epoch}, {skip} batches into it, iteration {current_iter}')
+        start = _resume(model, resume, opt, self.logger)
 
-        msg_logger = MessageLogger(opt, current_iter, tb_logger)
-        progress = Progress(total_iters, current_iter, f"training {opt['name']}",
+        msg_logger = MessageLogger(opt, start.iteration, tb_logger)
+        progress = Progress(opt['train']['total_iter'], start.iteration, f"training {opt['name']}",
                             self.progress and distributed.rank() == 0)
+        run = RunContext(opt, model, train_loader, sampler, val_loaders, tb_logger, msg_logger, progress,
+                         total_epochs, iters_per_epoch)
         try:
-            self._loop(opt, model, train_loader, sampler, val_loaders, tb_logger, msg_logger, progress,
-                       start_epoch, skip, current_iter, total_epochs, iters_per_epoch)
+            self._loop(run, start)
         finally:
             progress.close()
         if tb_logger:
@@ -316,64 +288,168 @@ class TrainingRun:
             write_results(opt, model)
         return model.best_metric_results
 
-    def _loop(self, opt, model, train_loader, sampler, val_loaders, tb_logger, msg_logger, progress,
-              start_epoch, skip, current_iter, total_epochs, iters_per_epoch):
+    def _loop(self, run: RunContext, start: Position) -> None:
+        """Every epoch from ``start`` to the last, then the end of training."""
+        feed = Feed.of(run)
+        began = time.time()
+        current_iter, skip = start.iteration, start.batches_done
+        for epoch in range(start.epoch, run.total_epochs):
+            if run.model.stopped:  # early-stopped stage: skip its remaining epochs without reading data
+                current_iter += run.iters_per_epoch - skip
+            else:
+                current_iter = self._train_epoch(run, feed, epoch, skip, current_iter)
+            skip = 0
+            self._end_epoch(run, epoch, current_iter)
+        self.logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - began))}')
+        self._finish(run, current_iter)
+
+    def _train_epoch(self, run: RunContext, feed: Feed, epoch: int, skip: int, current_iter: int) -> int:
+        """Train on the batches of ``epoch`` after its first ``skip``; returns the iteration
+        reached (an early stop counts the rest of the epoch as done)."""
+        model = run.model
+        run.sampler.set_epoch(epoch, skip * run.train_loader.batch_size)
+        feed.prefetcher.reset()
+        batch = feed.prefetcher.next()
+        done = skip
+        while batch is not None:
+            feed.data_timer.record()
+            current_iter += 1
+            done += 1
+            model.feed_data(batch)
+            model.optimize_parameters(current_iter)
+            feed.iter_timer.record()
+            self._after_iteration(run, feed, epoch, done, current_iter)
+            if model.stopped:  # early stop: the rest of the epoch is skipped too
+                return current_iter + run.iters_per_epoch - done
+            feed.data_timer.start()
+            feed.iter_timer.start()
+            batch = feed.prefetcher.next()
+        return current_iter
+
+    def _after_iteration(self, run: RunContext, feed: Feed, epoch: int, done: int, current_iter: int) -> None:
+        """The log line, validation, network files and resume state due at ``current_iter``
+        (``done`` batches into ``epoch``), then the progress bar."""
+        model, opt = run.model, run.opt
+        if current_iter % opt['logger']['print_freq'] == 0:
+            log_vars = dict(epoch=epoch, iter=current_iter, lrs=model.get_current_learning_rate(),
+                            time=feed.iter_timer.get_avg_time(), data_time=feed.data_timer.get_avg_time())
+            log_vars.update(model.get_current_log())
+            run.msg_logger(log_vars)
+        if feed.val_freq and current_iter % feed.val_freq == 0:
+            self._validate(model, run.val_loaders, current_iter, run.tb_logger)
+        if current_iter % self.checkpoint_freq == 0:
+            model.save_network(model.net, 'net', current_iter)
+            if done < run.iters_per_epoch:
+                self._save_state(model, epoch, done, current_iter)
+        if current_iter % self.latest_freq == 0:
+            model.save_network(model.net, 'net', -1)
+        run.progress.update(current_iter, model, epoch)
+
+    def _end_epoch(self, run: RunContext, epoch: int, current_iter: int) -> None:
+        """The scheduler step after ``epoch``, and the resume state due at its end."""
+        model = run.model
+        model.current_iter = current_iter
+        model.update_learning_rate(epoch + 2, warmup_iter=run.opt['train'].get('warmup_iter', -1))
+        run.progress.update(current_iter, model, epoch)
+        if epoch + 1 < run.total_epochs and ((self.state_epochs and (epoch + 1) % self.state_epochs == 0)
+                                             or current_iter % self.checkpoint_freq == 0):
+            self._save_state(model, epoch + 1, 0, current_iter)
+
+    def _finish(self, run: RunContext, current_iter: int) -> None:
+        """The last network file, the end-of-training validation and the final resume state."""
+        model = run.model
+        model.save_network(model.net, 'net', -1)
+        if run.opt.get('val'):
+            model.validate_once('end of training')
+        self._save_state(model, run.total_epochs, 0, current_iter)
+        model.check_finished()
+
+
+@dataclass
+class RunContext:
+    """What the loop of one run works with (built by ``TrainingRun._run``)."""
+    opt: dict
+    model: object  # AGIQAModel
+    train_loader: object  # DataLoader of the training set
+    sampler: object  # its ResumableSampler
+    val_loaders: list
+    tb_logger: object  # or None
+    msg_logger: object  # pyiqa's MessageLogger
+    progress: Progress
+    total_epochs: int
+    iters_per_epoch: int
+
+
+@dataclass
+class Position:
+    """Where a run starts: ``epoch``, ``batches_done`` into it, ``iteration`` (all 0 for a new run)."""
+    epoch: int = 0
+    batches_done: int = 0
+    iteration: int = 0
+
+
+@dataclass
+class Feed:
+    """The loop's batch source and timers, and its validation interval (0: none by iteration)."""
+    prefetcher: object
+    data_timer: object
+    iter_timer: object
+    val_freq: int
+
+    @classmethod
+    def of(cls, run: RunContext) -> Feed:
         from pyiqa.utils import AvgTimer
 
-        logger = self.logger
-        prefetcher = _prefetcher(train_loader, opt)
-        val_freq = int(opt['val'].get('val_freq') or 0) if opt.get('val') else 0
-        data_timer, iter_timer = AvgTimer(), AvgTimer()
-        start = time.time()
-        for epoch in range(start_epoch, total_epochs):
-            if model.stopped:  # early-stopped stage: skip its remaining epochs without reading data
-                current_iter += iters_per_epoch - skip
-            else:
-                sampler.set_epoch(epoch, skip * train_loader.batch_size)
-                prefetcher.reset()
-                batch = prefetcher.next()
-                done = skip
-                while batch is not None:
-                    data_timer.record()
-                    current_iter += 1
-                    done += 1
-                    model.feed_data(batch)
-                    model.optimize_parameters(current_iter)
-                    iter_timer.record()
-                    if current_iter % opt['logger']['print_freq'] == 0:
-                        log_vars = dict(epoch=epoch, iter=current_iter, lrs=model.get_current_learning_rate(),
-                                        time=iter_timer.get_avg_time(), data_time=data_timer.get_avg_time())
-                        log_vars.update(model.get_current_log())
-                        msg_logger(log_vars)
-                    if val_freq and current_iter % val_freq == 0:
-                        self._validate(model, val_loaders, current_iter, tb_logger)
-                    if current_iter % self.checkpoint_freq == 0:
-                        model.save_network(model.net, 'net', current_iter)
-                        if done < iters_per_epoch:
-                            self._save_state(model, epoch, done, current_iter)
-                    if current_iter % self.latest_freq == 0:
-                        model.save_network(model.net, 'net', -1)
-                    progress.update(current_iter, model, epoch)
-                    if model.stopped:  # early stop: the rest of the epoch is skipped too
-                        current_iter += iters_per_epoch - done
-                        break
-                    data_timer.start()
-                    iter_timer.start()
-                    batch = prefetcher.next()
-            skip = 0
-            model.current_iter = current_iter
-            model.update_learning_rate(epoch + 2, warmup_iter=opt['train'].get('warmup_iter', -1))
-            progress.update(current_iter, model, epoch)
-            if epoch + 1 < total_epochs and ((self.state_epochs and (epoch + 1) % self.state_epochs == 0)
-                                             or current_iter % self.checkpoint_freq == 0):
-                self._save_state(model, epoch + 1, 0, current_iter)
+        prefetcher = _prefetcher(run.train_loader, run.opt)
+        val_freq = int(run.opt['val'].get('val_freq') or 0) if run.opt.get('val') else 0
+        return cls(prefetcher, AvgTimer(), AvgTimer(), val_freq)
 
-        logger.info(f'End of training. Time consumed: {datetime.timedelta(seconds=int(time.time() - start))}')
-        model.save_network(model.net, 'net', -1)
-        if opt.get('val'):
-            model.validate_once('end of training')
-        self._save_state(model, total_epochs, 0, current_iter)
-        model.check_finished()
+
+def _configure_torch(opt: dict) -> None:
+    """Deterministic algorithms with ``deterministic: true``, else cuDNN's autotuner."""
+    if opt.get('deterministic'):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def _schedule(opt: dict, train_set, iters_per_epoch: int, logger) -> tuple:
+    """(total epochs, iterations per epoch): ``train.total_epoch``, else ``train.total_iter``
+    rounded up to whole epochs; ``opt['train']['total_iter']`` is set to the iterations run."""
+    if iters_per_epoch == 0:
+        raise OptionError(f"datasets.train: {len(train_set)} images give no full batch of "
+                          f"{opt['datasets']['train']['batch_size_per_gpu']} per process")
+    if opt['train'].get('total_epoch') is not None:
+        total_epochs = int(opt['train']['total_epoch'])
+    else:
+        total_epochs = math.ceil(int(opt['train']['total_iter']) / iters_per_epoch)
+    opt['train']['total_iter'] = total_iters = total_epochs * iters_per_epoch
+    logger.info(f'Training statistics:\n\tNumber of train images: {len(train_set)}\n\tProcesses: '
+                f"{opt['world_size']}\n\tIterations per epoch: {iters_per_epoch}\n\tTotal epochs: "
+                f'{total_epochs}; iters: {total_iters}')
+    return total_epochs, iters_per_epoch
+
+
+def _resume(model, resume, opt: dict, logger) -> Position:
+    """Load the resume state ``(state, path)`` (or None: a new run) into ``model`` and the RNGs;
+    returns where the run goes on."""
+    if resume is None:
+        return Position()
+    state, path = resume
+    if state.get('batches_done', -1) < 0:
+        raise TrainingError(f"{path} was written by pyiqa's own train.py, which does not record the position "
+                            'in the epoch; resume it with python -m pyiqa.train --auto_resume')
+    if state['world_size'] != opt['world_size']:
+        raise TrainingError(f"{path} was written by a run with {state['world_size']} process(es); resume it "
+                            f"with the same number of processes ({opt['world_size']} now): the data shards "
+                            'and RNG states depend on it')
+    model.load_training_state(state, source=path)
+    restore_rng(state['rng'][distributed.rank()])
+    start = Position(state['epoch'], state['batches_done'], state['iter'])
+    logger.info(f'Resuming from {path}: epoch {start.epoch}, {start.batches_done} batches into it, iteration '
+                f'{start.iteration}')
+    return start
 
 
 def write_results(opt: dict, model) -> str:

@@ -58,7 +58,10 @@ def read_card(folder) -> dict:
         card = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise CardMismatchError(f'{path} is not a readable model card: {error}') from None
-    if not isinstance(card, dict) or card.get('format') != CARD_FORMAT:
+    if not isinstance(card, dict):
+        raise CardMismatchError(f'{path} is not a pyiqa-agiqa model card (a JSON {type(card).__name__}, not an '
+                                'object); export the weights again')
+    if card.get('format') != CARD_FORMAT:
         raise CardMismatchError(f'{path} is not a pyiqa-agiqa model card (format {card.get("format")!r})')
     if card.get('format_version', 0) > CARD_VERSION:
         raise CardMismatchError(f'{path} was written by a newer pyiqa-agiqa (card version {card["format_version"]})')

@@ -1,13 +1,12 @@
 """The shared CLIP backbone: weights resolution, offline failure, tokenisation, normalisation."""
 
-import time
 import warnings
 
 import pytest
 import torch
 
 from pyiqa_agiqa.archs.backbone.clip import CLIPBackbone, WeightsUnavailableError, create_clip, resolve_weights
-from pyiqa_agiqa.prompts import warn_truncated
+from pyiqa_agiqa.prompt_args import warn_truncated
 
 from conftest import rounding
 from hub_helpers import offline_hub
@@ -22,10 +21,8 @@ def test_random_weights_need_no_file_and_no_network(no_network):
 
 def test_default_tag_offline_fails_fast_with_instructions(tmp_path, monkeypatch, no_network):
     offline_hub(monkeypatch)  # HF_HUB_OFFLINE=1, as huggingface_hub read it
-    start = time.time()
     with pytest.raises(WeightsUnavailableError) as info:
         resolve_weights('ViT-B-32-quickgelu', 'openai', cache_dir=str(tmp_path))
-    assert time.time() - start < 5
     message = str(info.value)
     assert "'openai'" in message and 'clip_pretrained=' in message and 'pretrained=False' in message
 

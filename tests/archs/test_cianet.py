@@ -17,7 +17,7 @@ import pyiqa_agiqa.archs.cianet_arch  # noqa: F401  (registers CIANet before arc
 import pyiqa_agiqa.losses  # noqa: F401  (registers PairwiseFidelityLoss)
 from pyiqa_agiqa.archs.cianet_arch import CIANet, QuickGELU, authenticity_texts
 from pyiqa_agiqa.losses import PairwiseFidelityLoss
-from pyiqa_agiqa.prompts import PromptError
+from pyiqa_agiqa.prompt_args import PromptError
 
 from conftest import REPO, dataset_opt, rounding
 

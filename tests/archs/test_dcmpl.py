@@ -13,7 +13,7 @@ import yaml
 import pyiqa_agiqa  # noqa: F401  (metric entries)
 import pyiqa_agiqa.archs.dcmpl_arch  # noqa: F401  (registers DCMPL until the lead adds it to archs/__init__)
 from pyiqa_agiqa.archs.dcmpl_arch import ALIGNMENT_TEXTS, DCMPL, IMAGENET_MEAN, IMAGENET_STD, QUALITY_TEXTS, patch_grid
-from pyiqa_agiqa.prompts import PromptError
+from pyiqa_agiqa.prompt_args import PromptError
 
 from conftest import REPO, dataset_opt, rounding
 

@@ -10,7 +10,7 @@ from PIL import Image
 import pyiqa
 import pyiqa_agiqa  # noqa: F401
 from pyiqa_agiqa.archs.ipce_arch import IPCE, IPCEViews
-from pyiqa_agiqa.prompts import PromptError
+from pyiqa_agiqa.prompt_args import PromptError
 
 from conftest import TINY, rounding
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pyiqa_agiqa.data.metadata import MetadataError, read_meta_info, write_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, read_meta_info, write_meta_info
 from pyiqa_agiqa.data.prepare import agiqa1k, aigiqa20k
 from pyiqa_agiqa.data.prepare.agiqa1k import build_agiqa1k_meta_info
 from pyiqa_agiqa.data.prepare.aigiqa20k import build_aigiqa20k_meta_info

@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 import torch
 
-from pyiqa_agiqa.data.metadata import MetadataError, read_meta_info, write_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, read_meta_info, write_meta_info
 from pyiqa_agiqa.data.prepare import aigciqa2023 as aig
 from pyiqa_agiqa.data.prepare.aigciqa2023 import MODELS, build_aigciqa2023_meta_info, image_index
 from pyiqa_agiqa.data.prepare.pku_i2iqa import build_pku_i2iqa_meta_info

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pyiqa_agiqa.data.metadata import MetadataError, read_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, read_meta_info
 from pyiqa_agiqa.data.prepare import DATASETS, prepare_meta_info, split_manifests_for
 from pyiqa_agiqa.data.prepare.agiqa3k import OFFICIAL_COLUMNS
 from pyiqa_agiqa.data.split_manifests import MANIFEST_DIR, MANIFESTS, manifest_path, shipped_manifest

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyiqa_agiqa.data.metadata import MetadataError, read_meta_info, validate_meta_info
-from pyiqa_agiqa.data.metadata import write_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, read_meta_info, validate_meta_info
+from pyiqa_agiqa.data.tables import write_meta_info
 from pyiqa_agiqa.data.prepare.agiqa3k import OFFICIAL_COLUMNS, build_agiqa3k_meta_info
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation, check_split_disjoint, grouped_split
 
@@ -101,8 +101,13 @@ def good_table():
                          'mos_correspondence': ['1', '2', '3', '4']})
 
 
-def test_validate_accepts_good_table():
-    validate_meta_info(good_table(), 'meta.csv')
+def test_validate_accepts_good_table_and_leaves_it_as_it_is(tmp_path):
+    table = good_table()
+    assert validate_meta_info(table, 'meta.csv') is None
+    pd.testing.assert_frame_equal(table, good_table())  # text labels are checked as numbers, not converted
+    write_meta_info(table, tmp_path / 'meta.csv')
+    labels = read_meta_info(tmp_path / 'meta.csv')['mos_correspondence']  # converted where the table is read
+    assert labels.dtype == np.float64 and labels.tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
 @pytest.mark.parametrize('column, value, expected', [

@@ -9,7 +9,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 import pyiqa_agiqa  # noqa: F401
-from pyiqa_agiqa.prompts import PromptError
+from pyiqa_agiqa.prompt_args import PromptError
 
 TINY = dict(pretrained=False, clip_model='AGIQA-Tiny-ViT', min_side=64, stride=8, device='cpu')
 

@@ -83,7 +83,7 @@ def test_gathered_validation_equals_one_process(two_process_run):
 
 
 def test_sampler_shards_partition_every_epoch():
-    from pyiqa_agiqa.training.data import ResumableSampler
+    from pyiqa_agiqa.training.loaders import ResumableSampler
 
     for epoch in range(3):
         shards = []

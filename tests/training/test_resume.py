@@ -64,13 +64,40 @@ def resume_from(state_path, opt, root):
     return run_training(['-opt', str(write_options(opt, root))], root_path=str(root))
 
 
-@pytest.mark.parametrize('network', ['ipce', 'clip_agiqa'])
-def test_resume_from_mid_epoch_and_epoch_end_states_equals_the_uninterrupted_run(network, demo_data, tmp_path):
-    name = f'resume_{network}'
-    opt = (ipce_options if network == 'ipce' else clip_agiqa_options)(demo_data, name)
-    opt['logger'].update(save_checkpoint_freq=4, keep_states=100)  # 6 iterations per epoch, 3 epochs
-    full = tmp_path / 'full'
+@pytest.fixture(scope='module')
+def full_run(demo_data, tmp_path_factory):
+    """``full_run(network)``: (options, root, name) of an uninterrupted run of 3 epochs of 6
+    iterations, states every 4 iterations and at every epoch end, all kept; one run per network
+    for the tests of this module, which read it (and copy it before changing anything)."""
+    runs = {}
+
+    def run(network):
+        if network not in runs:
+            name = f'resume_{network}'
+            opt = (ipce_options if network == 'ipce' else clip_agiqa_options)(demo_data, name)
+            opt['logger'].update(save_checkpoint_freq=4, keep_states=100)
+            full = tmp_path_factory.mktemp(f'full_{network}')
+            run_training(['-opt', str(write_options(opt, full))], root_path=str(full))
+            runs[network] = opt, full, name
+        return runs[network]
+    return run
+
+
+@pytest.fixture(scope='module')
+def stages_run(demo_data, tmp_path_factory):
+    """(options, root, name) of an uninterrupted two-stage CIA-Net run that stops stage 2 early,
+    every state kept."""
+    name = 'resume_stages'
+    opt = cianet_options(demo_data, name, stage_epochs=(2, 3), early_stop=2)
+    opt['logger']['keep_states'] = 100
+    full = tmp_path_factory.mktemp('full_stages')
     run_training(['-opt', str(write_options(opt, full))], root_path=str(full))
+    return opt, full, name
+
+
+@pytest.mark.parametrize('network', ['ipce', 'clip_agiqa'])
+def test_resume_from_mid_epoch_and_epoch_end_states_equals_the_uninterrupted_run(network, full_run, tmp_path):
+    opt, full, name = full_run(network)
     saved = {i: p for i, p in StateStore(experiment(full, name) / 'training_states').paths()}
     assert sorted(saved) == [4, 6, 8, 12, 16, 18]
     assert (load_state(saved[4])['epoch'], load_state(saved[4])['batches_done']) == (0, 4)
@@ -81,12 +108,8 @@ def test_resume_from_mid_epoch_and_epoch_end_states_equals_the_uninterrupted_run
         assert_same_run(full, root, name)
 
 
-def test_resume_inside_stage_two_restores_stage_optimizer_and_early_stop(demo_data, tmp_path):
-    name = 'resume_stages'
-    opt = cianet_options(demo_data, name, stage_epochs=(2, 3), early_stop=2)
-    opt['logger']['keep_states'] = 100
-    full = tmp_path / 'full'
-    run_training(['-opt', str(write_options(opt, full))], root_path=str(full))
+def test_resume_inside_stage_two_restores_stage_optimizer_and_early_stop(stages_run, tmp_path):
+    opt, full, name = stages_run
     saved = {load_state(p)['epoch']: p for _, p in StateStore(experiment(full, name) / 'training_states').paths()}
     inside = load_state(saved[3])
     assert inside['stage_index'] == 1 and len(inside['optimizers'][0]['param_groups'][0]['params']) > 40
@@ -96,12 +119,11 @@ def test_resume_inside_stage_two_restores_stage_optimizer_and_early_stop(demo_da
         assert_same_run(full, root, name)
 
 
-def test_truncated_newest_state_falls_back_to_the_previous_one(demo_data, tmp_path, capfd):
-    name = 'truncated'
-    opt = ipce_options(demo_data, name, epochs=2)
+def test_truncated_newest_state_falls_back_to_the_previous_one(full_run, tmp_path, capfd):
+    opt, full, name = full_run('ipce')
     root = tmp_path / 'run'
+    shutil.copytree(full, root)
     options = write_options(opt, root)
-    run_training(['-opt', str(options)], root_path=str(root))
     reference = final_state(root, name)
     newest_iter, newest = StateStore(experiment(root, name) / 'training_states').paths()[0]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a kill in the middle of a copy
@@ -150,9 +172,10 @@ def test_auto_resume_without_states_says_where_it_looked(demo_data, tmp_path):
     assert '--root' in result.stderr
 
 
-def test_states_load_as_tensors_only(demo_data, tmp_path):
-    opt = cianet_options(demo_data, 'tensors_only', stage_epochs=(1, 1))
-    run_training(['-opt', str(write_options(opt, tmp_path))], root_path=str(tmp_path))
-    for _, path in StateStore(experiment(tmp_path, 'tensors_only') / 'training_states').paths():
+def test_states_load_as_tensors_only(stages_run):
+    _, full, name = stages_run
+    paths = StateStore(experiment(full, name) / 'training_states').paths()
+    assert len(paths) >= 5  # both stages' states, the early-stopped one included
+    for _, path in paths:
         state = torch.load(path, weights_only=True)  # raises if anything but data were pickled
         assert state['format'] == 'pyiqa_agiqa.training_state' and len(state['rng']) == 1

@@ -40,7 +40,7 @@ from open_clip.pretrained import get_pretrained_cfg
 from torch import nn
 
 from ...errors import AGIQAError
-from ...prompts import warn_truncated
+from ...prompt_args import warn_truncated
 from ...weights.io import UnsafeWeightsError, WeightsFormatError, check_finite, unsafe_or_unreadable
 
 _PLUGIN_CONFIG_DIR = Path(__file__).resolve().parent / 'model_configs'

@@ -19,7 +19,7 @@ scheme of the shipped option files, with the same values as the bundled meta-inf
 problems are warnings naming the images (an unlisted image is ``'excluded'``: in no part of
 that split; a manifest name missing from the release is ignored); a manifest that matches no
 image, bad values, a missing column or a split that breaks its published rule (prompt-disjoint,
-one test image per group) is an error. See ``metadata.read_split_manifests``.
+one test image per group) is an error. See ``tables.read_split_manifests``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import importlib
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..metadata import write_meta_info
+from ..tables import write_meta_info
 from ..split_manifests import shipped_manifest
 
 DATASETS = ('agiqa1k', 'agiqa3k', 'aigciqa2023', 'pku_i2iqa', 'aigiqa20k')

@@ -91,7 +91,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, read_split_manifests, validate_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, format_items, read_split_manifests, validate_meta_info
 from pyiqa_agiqa.data.splits import EXCLUDED, add_split_columns, carve_validation
 
 SHEET = 'Sheet1'

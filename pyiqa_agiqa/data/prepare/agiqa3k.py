@@ -39,7 +39,7 @@ official file plus the shipped manifest.
 
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import MetadataError, read_split_manifests, validate_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, read_split_manifests, validate_meta_info
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation, check_split_disjoint
 
 OFFICIAL_COLUMNS = ('name', 'prompt', 'adj1', 'adj2', 'style',

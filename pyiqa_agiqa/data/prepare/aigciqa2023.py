@@ -75,7 +75,7 @@ import pandas as pd
 import scipy.io
 from openpyxl.utils.exceptions import InvalidFileException
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, read_split_manifests, validate_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, format_items, read_split_manifests, validate_meta_info
 from pyiqa_agiqa.data.splits import EXCLUDED, add_split_columns, carve_validation
 
 MODELS = ('Controlnet', 'DALLE', 'Glide', 'Lafite', 'stable-diffusion', 'Unidiffuser')

@@ -55,7 +55,7 @@ set, whose MOS are not public.
 """
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, read_split_manifests, validate_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, format_items, read_split_manifests, validate_meta_info
 from pyiqa_agiqa.data.splits import add_split_columns, carve_validation
 
 TRAIN_COLUMNS = ('name', 'prompt', 'mos')

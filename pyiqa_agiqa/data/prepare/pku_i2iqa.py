@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pyiqa_agiqa.data.metadata import MetadataError, format_items, read_split_manifests, validate_meta_info
+from pyiqa_agiqa.data.tables import MetadataError, format_items, read_split_manifests, validate_meta_info
 from pyiqa_agiqa.data.prepare.aigciqa2023 import (BASE_SEED, N_SPLITS, VAL_FRACTION, carve_validation_within_train,
                                                   check_image_files, check_one_test_per_cell, read_xlsx_cells)
 from pyiqa_agiqa.data.splits import add_split_columns

@@ -1,4 +1,4 @@
-"""Data loading for training runs that resume exactly and shard over processes.
+"""Samplers and data loaders for training runs that resume exactly and shard over processes.
 
 - :class:`ResumableSampler`: pyiqa's ``EnlargedSampler`` order (the epoch's permutation,
   enlarged, the process's stride of it) with a start offset, so that a run resumed in the

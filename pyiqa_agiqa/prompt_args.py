@@ -1,4 +1,4 @@
-"""Checking the text prompts that come with images.
+"""Checks of the ``prompt=`` argument (the text prompts that come with images) of every network.
 
 Every text-conditioned network of the plugin is called as ``net(images, prompt=...)``:
 a ``str`` for a single image, or a list / tuple with one ``str`` per image of the batch.

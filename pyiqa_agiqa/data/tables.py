@@ -1,4 +1,6 @@
-"""Reading and validation of the package's meta-info CSVs, shared by all dataset converters.
+"""The datasets' tables: meta-info CSVs (labels per image) and split manifests (published
+split columns), read, validated and written; shared by all dataset converters. (The prompts
+generators embed in image files are read by :mod:`.embedded_prompts`.)
 
 Meta-info format: one row per image. Column 0 ``name`` (image path relative to the image
 folder) and column 1 ``mos_quality`` (pyiqa reads these two by position), then ``prompt``,
@@ -152,62 +154,14 @@ def read_split_manifests(paths, names, columns, values=('train', 'test'), refere
     warnings = [] if warnings is None else warnings
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     names = [str(n) for n in names]
-    name_set, allowed_extra = set(names), set(extra_names)
     out = pd.DataFrame({'name': names})
     sources = {}
     for path in paths:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        if 'name' not in table.columns:
-            raise MetadataError(f'{path}: no name column; columns found: {list(table.columns)}')
-        present = [c for c in columns if c in table.columns]
-        if not present:
-            raise MetadataError(f'{path}: missing split column(s) {list(columns)}; columns found: '
-                                f'{list(table.columns)}')
-        duplicated = table['name'][table['name'].duplicated()]
-        if len(duplicated):
-            raise MetadataError(f'{path}: duplicated name(s) {format_items(map(repr, duplicated))}')
-        for column in present:
-            bad = table.loc[~table[column].isin(values), ['name', column]]
-            if len(bad):
-                listing = format_items(f'row {i + 1} ({name!r}: {value!r})' for i, name, value in bad.itertuples())
-                raise MetadataError(f'{path}: {column} has values other than {"/".join(values)} in {listing}')
-        listed = set(table['name'])
-        if not listed & name_set:
-            if is_shipped(path):
-                warnings.append(f'{path}: the shipped split manifest names none of the {len(names)} images of '
-                                f'{reference} (not the official release?); its split columns are not written')
-                continue
-            raise MetadataError(f'{path}: none of its {len(table)} names is an image of {reference} '
-                                f'({len(names)} images, e.g. {format_items(map(repr, names[:3]))}; the file has '
-                                f'{format_items(map(repr, table["name"][:3]))}): a manifest of another dataset, or '
-                                f'names written differently')
-        unlisted = [n for n in names if n not in listed]
-        if unlisted:
-            warnings.append(f'{path}: {len(unlisted)} image(s) of {reference} not in the split file, set to '
-                            f'{EXCLUDED!r} (in no part) in {_column_range(present)}: '
-                            f'{format_items(map(repr, unlisted))}')
-        unknown = [n for n in table['name'] if n not in name_set and n not in allowed_extra]
-        if unknown:
-            warnings.append(f'{path}: {len(unknown)} name(s) of the split file not in {reference}, ignored (the '
-                            f'published parts lack them): {format_items(map(repr, unknown))}')
-        skipped = [c for c in table.columns if '_split_' in c and c not in columns]
-        if skipped:
-            warnings.append(f'{path}: split column(s) not read: {_column_range(skipped)} (published splits of this '
-                            f'dataset: {_column_range(columns)}; default and val-carved columns are computed)')
-        aligned = table.set_index('name').reindex(names)
-        changed = []
-        for column in [c for c in table.columns if c != 'name' and c not in skipped]:
-            fill = EXCLUDED if column in present else ''
-            new = aligned[column].fillna(fill).to_numpy(dtype=object)
-            if column in sources and column in present:
-                differs = int((out[column].to_numpy(dtype=object) != new).sum())
-                if differs:
-                    changed.append(f'{column} ({differs})')
-            out[column] = new
-            sources[column] = path
-        if changed:
-            warnings.append(f'{path}: replaces values of an earlier split manifest; row(s) changed per column: '
-                            f'{format_items(changed)}')
+        table, present = _read_manifest(path, columns, values)
+        if not _names_images_of(path, table, names, reference, warnings):
+            continue
+        skipped = _coverage_warnings(path, table, names, columns, present, reference, set(extra_names), warnings)
+        _merge_manifest(out, sources, path, table, names, present, skipped, warnings)
     if not sources:
         return None
     missing = [c for c in columns if c not in sources]
@@ -215,6 +169,82 @@ def read_split_manifests(paths, names, columns, values=('train', 'test'), refere
         raise MetadataError(f'{" + ".join(map(str, paths))}: missing split column(s) {missing}')
     order = ['name', *columns, *[c for c in out.columns if c != 'name' and c not in columns]]
     return out[order], sources
+
+
+def _read_manifest(path, columns, values):
+    """(the manifest at ``path`` as text, the requested ``columns`` it holds), checked: a
+    ``name`` column, unique names, at least one requested column, only ``values`` in them."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if 'name' not in table.columns:
+        raise MetadataError(f'{path}: no name column; columns found: {list(table.columns)}')
+    present = [c for c in columns if c in table.columns]
+    if not present:
+        raise MetadataError(f'{path}: missing split column(s) {list(columns)}; columns found: '
+                            f'{list(table.columns)}')
+    duplicated = table['name'][table['name'].duplicated()]
+    if len(duplicated):
+        raise MetadataError(f'{path}: duplicated name(s) {format_items(map(repr, duplicated))}')
+    for column in present:
+        bad = table.loc[~table[column].isin(values), ['name', column]]
+        if len(bad):
+            listing = format_items(f'row {i + 1} ({name!r}: {value!r})' for i, name, value in bad.itertuples())
+            raise MetadataError(f'{path}: {column} has values other than {"/".join(values)} in {listing}')
+    return table, present
+
+
+def _names_images_of(path, table, names, reference, warnings) -> bool:
+    """Whether the manifest shares a name with ``names``; if not, a shipped manifest is
+    skipped with a warning (False) and any other is an error."""
+    if not set(table['name']).isdisjoint(names):
+        return True
+    if is_shipped(path):
+        warnings.append(f'{path}: the shipped split manifest names none of the {len(names)} images of '
+                        f'{reference} (not the official release?); its split columns are not written')
+        return False
+    raise MetadataError(f'{path}: none of its {len(table)} names is an image of {reference} '
+                        f'({len(names)} images, e.g. {format_items(map(repr, names[:3]))}; the file has '
+                        f'{format_items(map(repr, table["name"][:3]))}): a manifest of another dataset, or '
+                        f'names written differently')
+
+
+def _coverage_warnings(path, table, names, columns, present, reference, allowed_extra, warnings) -> list:
+    """Warn about images the manifest does not list, names it lists that are not images and
+    split columns it holds that are not requested; returns those columns (not read)."""
+    listed, name_set = set(table['name']), set(names)
+    unlisted = [n for n in names if n not in listed]
+    if unlisted:
+        warnings.append(f'{path}: {len(unlisted)} image(s) of {reference} not in the split file, set to '
+                        f'{EXCLUDED!r} (in no part) in {_column_range(present)}: '
+                        f'{format_items(map(repr, unlisted))}')
+    unknown = [n for n in table['name'] if n not in name_set and n not in allowed_extra]
+    if unknown:
+        warnings.append(f'{path}: {len(unknown)} name(s) of the split file not in {reference}, ignored (the '
+                        f'published parts lack them): {format_items(map(repr, unknown))}')
+    skipped = [c for c in table.columns if '_split_' in c and c not in columns]
+    if skipped:
+        warnings.append(f'{path}: split column(s) not read: {_column_range(skipped)} (published splits of this '
+                        f'dataset: {_column_range(columns)}; default and val-carved columns are computed)')
+    return skipped
+
+
+def _merge_manifest(out, sources, path, table, names, present, skipped, warnings) -> None:
+    """Write the manifest's columns (but ``skipped``) into ``out``, aligned to ``names``
+    (``EXCLUDED`` for an unlisted image in a split column, '' in another), replacing an earlier
+    manifest's values; ``sources`` records ``path`` for each; changed values are a warning."""
+    aligned = table.set_index('name').reindex(names)
+    changed = []
+    for column in [c for c in table.columns if c != 'name' and c not in skipped]:
+        fill = EXCLUDED if column in present else ''
+        new = aligned[column].fillna(fill).to_numpy(dtype=object)
+        if column in sources and column in present:
+            differs = int((out[column].to_numpy(dtype=object) != new).sum())
+            if differs:
+                changed.append(f'{column} ({differs})')
+        out[column] = new
+        sources[column] = path
+    if changed:
+        warnings.append(f'{path}: replaces values of an earlier split manifest; row(s) changed per column: '
+                        f'{format_items(changed)}')
 
 
 def _column_range(columns):

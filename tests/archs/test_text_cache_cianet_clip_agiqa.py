@@ -25,7 +25,7 @@ import pyiqa_agiqa  # noqa: F401
 from pyiqa_agiqa.archs.cianet_arch import CIANet, authenticity_texts
 from pyiqa_agiqa.archs.clip_agiqa_arch import CLIPAGIQA
 from pyiqa_agiqa.archs.backbone.precision import set_precision
-from pyiqa_agiqa.prompts import PromptError
+from pyiqa_agiqa.prompt_args import PromptError
 
 TINY = dict(clip_model='AGIQA-Tiny-ViT', pretrained=False)
 PROMPTS = ['a red circle on a blue background', 'a cat', 'two green squares', 'a tree at night']
