@@ -132,9 +132,8 @@ def score_models(metric_names: Sequence[str], generations: pd.DataFrame, out: st
             todo, _, done = rows_to_score(rows, writer.done)
             if not todo:
                 continue
-            if progress:
-                print(f'{model}: {len(todo)} images to score' + (f' ({done} already in {path})' if done else ''),
-                      file=sys.stderr, flush=True)
+            print(f'{model}: {len(todo)} images to score' + (f' ({done} already in {path})' if done else ''),
+                  file=sys.stderr, flush=True)
             metrics = metrics if metrics is not None else make_metrics()
             score_rows(metrics, rows, writer, batch_size=batch_size, progress=progress, workers=workers)
         finally:
@@ -212,7 +211,7 @@ def write_csv(table: pd.DataFrame, path: str) -> None:
 
     safe = table.copy()
     for column in safe.columns:
-        if safe[column].dtype == object:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
             safe[column] = safe[column].map(spreadsheet_safe)
     safe.to_csv(path, index=False)
 
