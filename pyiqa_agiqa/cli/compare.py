@@ -20,14 +20,6 @@ def _generations(args):
     return from_folders(args.models) if args.models else from_table(args.table)
 
 
-def _lower_better(names) -> dict:
-    """{metric: True} for the metrics whose lower scores are better (pyiqa's own metric table)."""
-    import pyiqa_agiqa  # noqa: F401 - adds the plugin's entries to pyiqa's table
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
-
-    return {name: bool(DEFAULT_CONFIGS.get(name, {}).get('lower_better', False)) for name in names}
-
-
 def _print_result(result, out: str) -> None:
     from pyiqa_agiqa.compare.report import fmt, p_text
 
@@ -44,7 +36,7 @@ def _print_result(result, out: str) -> None:
 
 
 def cmd_compare(args) -> int:
-    from pyiqa_agiqa.compare.run import build_metrics, run_compare
+    from pyiqa_agiqa.compare.run import build_metrics, lower_better_of, run_compare
     from pyiqa_agiqa.data.image_io import set_max_pixels
 
     if args.precision:
@@ -69,7 +61,7 @@ def cmd_compare(args) -> int:
                        actors=args.actors, gpus_per_actor=args.gpus_per_actor, threads_per_actor=args.threads_per_actor,
                        compile_mode=args.compile, allow_untrained=args.allow_untrained, max_pixels=args.max_pixels,
                        console_level=logging.WARNING if args.quiet else logging.INFO)
-    result = run_compare(names, generations, args.out, make_metrics, lower_better=_lower_better(names),
+    result = run_compare(names, generations, args.out, make_metrics, lower_better=lower_better_of(names),
                          resamples=args.bootstrap, seed=args.seed, overwrite=args.overwrite,
                          batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
                          engine=args.engine, ray_options=ray_options)

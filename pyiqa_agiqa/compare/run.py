@@ -93,6 +93,14 @@ def build_metrics(names: Sequence[str], device=None, options=None, weights=None,
     return {name: metrics[name] for name in names}
 
 
+def lower_better_of(names: Sequence[str]) -> Dict[str, bool]:
+    """{metric: True} for the metrics whose lower scores are better, from pyiqa's metric table
+    (which holds the plugin's entries once this package is imported)."""
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    return {name: bool(DEFAULT_CONFIGS.get(name, {}).get('lower_better', False)) for name in names}
+
+
 def prepare_out(out: str, overwrite: bool) -> bool:
     """Check that ``out`` may be written: new, empty, or an earlier compare's (continued); a folder
     holding anything else only with ``overwrite``. Returns whether score files are overwritten."""
