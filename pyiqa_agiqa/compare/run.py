@@ -121,30 +121,67 @@ def _rows(generations: pd.DataFrame):
             zip(generations['image'], generations['prompt'])]
 
 
+class ModelWriters:
+    """The scoring engine's writer (``done``, ``start``, ``write``) over one
+    :class:`~pyiqa_agiqa.scoring.output.ResultWriter` per model, so that every model's images are
+    scored in one pass (one decoding pipeline, full batches): each record goes to the file of every
+    model that lists its row key and lacks it (an image listed by two models is scored once)."""
+
+    def __init__(self, writers: Dict[str, object], owners: Dict[tuple, List[str]]):
+        self.writers, self.owners = writers, owners
+        self.done = {key for key, models in owners.items() if all(key in writers[m].done for m in models)}
+
+    def start(self) -> None:
+        for writer in self.writers.values():
+            writer.start()
+
+    def write(self, records: List[dict]) -> None:
+        per_model: Dict[str, List[dict]] = {}
+        for record in records:
+            key = row_key(record['image'], record['prompt'], record['prompt_source'])
+            for model in self.owners.get(key, ()):
+                if key not in self.writers[model].done:
+                    per_model.setdefault(model, []).append(record)
+        for model, chosen in per_model.items():
+            self.writers[model].write(chosen)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
 def score_models(metric_names: Sequence[str], generations: pd.DataFrame, out: str, make_metrics: Callable,
                  overwrite: bool = False, batch_size: int = 8, workers: int = 2, progress: bool = True) -> None:
-    """Score each model's images into ``out/scores/<model>.csv`` with the local engine, resuming
-    what is there; the metrics are built (``make_metrics()``) only if some image needs scoring."""
+    """Score every model's images into ``out/scores/<model>.csv`` with the local engine in one pass,
+    resuming what is there; the metrics are built (``make_metrics()``) only if some image needs
+    scoring."""
     from ..scoring.contract import output_columns
     from ..scoring.local import rows_to_score, score_rows
     from ..scoring.output import ResultWriter
 
-    metrics = None
-    for model in models_of(generations):
-        path = os.path.join(out, 'scores', f'{model}.csv')
-        writer = ResultWriter(path, output_columns(metric_names), overwrite=overwrite, resume=not overwrite)
-        try:
-            for note in writer.notes:
+    writers, owners, rows = {}, {}, []
+    try:
+        for model in models_of(generations):
+            path = os.path.join(out, 'scores', f'{model}.csv')
+            writers[model] = ResultWriter(path, output_columns(metric_names), overwrite=overwrite,
+                                          resume=not overwrite)
+            for note in writers[model].notes:
                 print(f'note: {note}', file=sys.stderr)
-            rows = _rows(generations[generations['model'] == model])
-            todo, _, done = rows_to_score(rows, writer.done)
-            if not todo:
-                continue
-            print(f'{model}: {len(todo)} images to score' + (f' ({done} already in {path})' if done else ''),
-                  file=sys.stderr, flush=True)
-            metrics = metrics if metrics is not None else make_metrics()
-            score_rows(metrics, rows, writer, batch_size=batch_size, progress=progress, workers=workers)
-        finally:
+            mine = _rows(generations[generations['model'] == model])
+            todo, _, done = rows_to_score(mine, writers[model].done)
+            for row in mine:
+                owners.setdefault(row_key(row.image, row.prompt, row.prompt_source), []).append(model)
+            rows += todo
+            if todo:
+                print(f'{model}: {len(todo)} images to score' + (f' ({done} already in {path})' if done else ''),
+                      file=sys.stderr, flush=True)
+        combined = ModelWriters(writers, owners)
+        if rows_to_score(rows, combined.done)[0]:
+            score_rows(make_metrics(), rows, combined, batch_size=batch_size, progress=progress, workers=workers)
+        else:
+            combined.start()
+    finally:
+        for writer in writers.values():
             writer.close()
 
 
