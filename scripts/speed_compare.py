@@ -76,7 +76,8 @@ def main():
     figures = dict(images=len(generations), models=3, prompts=prompts, seeds=args.seeds, size=args.size,
                    metric=args.metric, tiny=args.tiny, device=str(args.device or 'default'), bootstrap=args.bootstrap,
                    scoring_alone_s=round(alone, 2), compare_s=round(total, 2),
-                   compare_scoring_s=round(result.seconds['scoring'], 2), compare_rest_s=round(result.seconds['rest'], 2),
+                   compare_scoring_s=round(result.seconds['scoring'], 2),
+                   compare_rest_s=round(result.seconds['rest'], 2),
                    overhead_vs_alone_pct=round(100 * (total - alone) / alone, 2),
                    rest_vs_scoring_pct=round(100 * result.seconds['rest'] / result.seconds['scoring'], 2))
     print(json.dumps(figures, indent=1))
