@@ -19,7 +19,8 @@ from . import stats
 THUMB = 160  # px, the longer side of a gallery thumbnail
 PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf']
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
-table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
+table{border-collapse:collapse;margin:8px 0 16px}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.t,th.t{text-align:left}.a{background:#d8f0d8}.b{background:#f6d6d6}.tie{background:#eee}
 .note{color:#555;font-size:90%}.gal{display:flex;flex-wrap:wrap;gap:10px}.cell{border:1px solid #ddd;padding:4px;
 font-size:85%;width:170px}.cell img{display:block;max-width:160px;max-height:160px}h2{margin-top:32px}"""
