@@ -200,15 +200,13 @@ def score_models_ray(metric_names: Sequence[str], generations: pd.DataFrame, out
 
 def read_model_scores(out: str, model: str) -> pd.DataFrame:
     """``out/scores/<model>.csv`` (local engine) or the part files of ``out/scores/<model>/`` (Ray)."""
-    import glob
-
     from ..scoring.output import read_scores
+    from ..scoring.ray_engine import part_files, read_parts
 
     path = os.path.join(out, 'scores', f'{model}.csv')
     if os.path.isfile(path):
         return read_scores(path)
-    parts = sorted(glob.glob(os.path.join(out, 'scores', model, 'part-*.csv')))
-    return pd.concat([read_scores(p) for p in parts], ignore_index=True)
+    return read_parts(part_files(os.path.join(out, 'scores', model)))
 
 
 def scored_table(generations: pd.DataFrame, out: str, metric_names: Sequence[str]):
@@ -219,6 +217,7 @@ def scored_table(generations: pd.DataFrame, out: str, metric_names: Sequence[str
     for model in models_of(generations):
         listed = generations[generations['model'] == model].copy()
         stored = read_model_scores(out, model)
+        stored = stored.assign(_ok=stored['error'].fillna('') == '').sort_values('_ok', kind='stable')  # done last
         stored.index = [row_key(i, p, s) for i, p, s in
                         zip(stored['image'], stored['prompt'], stored['prompt_source'])]
         stored = stored[~stored.index.duplicated(keep='last')]
