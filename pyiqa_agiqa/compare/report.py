@@ -60,6 +60,12 @@ def ranking_rows(ranking: pd.DataFrame) -> List[List[str]]:
             for r in ranking.itertuples()]
 
 
+def spread_rows(spread: pd.DataFrame) -> List[List[str]]:
+    return [[r.metric, r.model, fmt(r.n_prompts_with_seeds), fmt(r.seed_sd), fmt(r.prompt_sd)]
+            for r in spread.itertuples()]
+
+
+SPREAD_HEAD = ['metric', 'model', 'prompts with seeds', 'sd within prompt', 'sd across prompts']
 SUMMARY_HEAD = ['metric', 'model', 'prompts', 'images', 'mean', '95% CI']
 PAIRWISE_HEAD = ['metric', 'a', 'b', 'prompts', 'mean a - b', '95% CI', 'win rate a', 'p', 'p (Holm)', 'better']
 RANKING_HEAD = ['metric', 'rank', 'model', 'mean', 'group', 'not different from']
@@ -238,11 +244,7 @@ def _html_sections(result, means: pd.DataFrame, out: str, lower_better: Dict[str
         part = means[means['metric'] == metric]
         body.append(f'<p><b>{esc(metric)}</b></p>')
         body.append(box_svg({m: part[part['model'] == m]['mean'].to_numpy(float) for m in result.models}))
-    spread = result.seed_spread
-    body += ['<h2 id="seeds">Seed-to-seed spread</h2>',
-             html_table(['metric', 'model', 'prompts with seeds', 'sd within prompt', 'sd across prompts'],
-                        [[r.metric, r.model, fmt(r.n_prompts_with_seeds), fmt(r.seed_sd), fmt(r.prompt_sd)]
-                         for r in spread.itertuples()], 2)]
+    body += ['<h2 id="seeds">Seed-to-seed spread</h2>', html_table(SPREAD_HEAD, spread_rows(result.seed_spread), 2)]
     body.append('<h2 id="gallery">Gallery</h2>')
     for metric in result.metrics:
         body.append(gallery(result.scored, means, result.models, metric, out, bool(lower_better.get(metric))))
@@ -267,5 +269,6 @@ def write_reports(result, means: pd.DataFrame, out: str, lower_better: Dict[str,
     if len(result.by_category):
         rows = [[r.category] + summary_rows(pd.DataFrame([r]))[0] for r in result.by_category.itertuples()]
         md += ['', '## By category', '', md_table(['category'] + SUMMARY_HEAD, rows)]
+    md += ['', '## Seed-to-seed spread', '', md_table(SPREAD_HEAD, spread_rows(result.seed_spread))]
     with open(os.path.join(out, 'report.md'), 'w', encoding='utf-8') as handle:
         handle.write('\n'.join(md) + '\n')
