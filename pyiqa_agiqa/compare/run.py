@@ -187,26 +187,29 @@ def score_models(metric_names: Sequence[str], generations: pd.DataFrame, out: st
 
 def score_models_ray(metric_names: Sequence[str], generations: pd.DataFrame, out: str, ray_options: dict,
                      overwrite: bool = False) -> None:
-    """As :func:`score_models` on the Ray engine: ``out/scores/<model>/`` part files (csv), from
-    ``out/scores/<model>.input.csv`` (image, prompt)."""
+    """As :func:`score_models` on the Ray engine: one job over every model's images (each (image,
+    prompt) once), listed in ``out/scores/ray-input.csv``, into the part files of ``out/scores/ray/``
+    (resumed by the Ray engine on a rerun)."""
     from ..scoring.ray_engine import score_with_ray
 
-    for model in models_of(generations):
-        listing = os.path.join(out, 'scores', f'{model}.input.csv')
-        generations[generations['model'] == model][['image', 'prompt']].to_csv(listing, index=False)
-        score_with_ray(list(metric_names), listing, os.path.join(out, 'scores', model), fmt='csv',
-                       overwrite=overwrite, **ray_options)
+    listing = os.path.join(out, 'scores', 'ray-input.csv')
+    generations[['image', 'prompt']].drop_duplicates().to_csv(listing, index=False)
+    summary = score_with_ray(list(metric_names), listing, os.path.join(out, 'scores', 'ray'), fmt='csv',
+                             overwrite=overwrite, **ray_options)
+    print(f'ray: {summary.read} rows read, {summary.skipped} already scored, {summary.scored} scored, '
+          f'{summary.failed} failed', file=sys.stderr, flush=True)
 
 
 def read_model_scores(out: str, model: str) -> pd.DataFrame:
-    """``out/scores/<model>.csv`` (local engine) or the part files of ``out/scores/<model>/`` (Ray)."""
+    """``out/scores/<model>.csv`` (local engine), else the part files of ``out/scores/ray/`` (Ray
+    engine: every model's rows; the caller picks the model's by row key)."""
     from ..scoring.output import read_scores
     from ..scoring.ray_engine import part_files, read_parts
 
     path = os.path.join(out, 'scores', f'{model}.csv')
     if os.path.isfile(path):
         return read_scores(path)
-    return read_parts(part_files(os.path.join(out, 'scores', model)))
+    return read_parts(part_files(os.path.join(out, 'scores', 'ray')))
 
 
 def scored_table(generations: pd.DataFrame, out: str, metric_names: Sequence[str]):
