@@ -17,5 +17,18 @@ class Sharpness:
         return F.conv2d(grey, LAPLACIAN).flatten(1).var(dim=1) * 100
 
 
+class Brightness:
+    """The mean grey level, lower taken as better here (to exercise a lower-is-better metric)."""
+    device = torch.device('cpu')
+    lower_better = True
+
+    def __call__(self, images, prompt=None):
+        return images.mean(dim=(1, 2, 3))
+
+
 def sharpness_metrics():
     return {'sharpness': Sharpness()}
+
+
+def two_metrics():
+    return {'sharpness': Sharpness(), 'brightness': Brightness()}

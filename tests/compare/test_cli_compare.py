@@ -48,6 +48,9 @@ def test_folders_then_one_more_model_then_a_killed_run(gen, tmp_path, capsys):
     assert (out / 'scores' / 'clean.csv').read_bytes() == clean
     summary = pd.read_csv(out / 'summary.csv')
     assert list(summary['model']) == ['clean', 'mild', 'strong'] and set(summary['n_prompts']) == {6}
+    ranking = pd.read_csv(out / 'ranking.csv')  # piqe: lower is better (pyiqa's lower_better)
+    assert ranking['model'].iloc[0] == summary.set_index('model')['mean'].idxmin()
+    assert 'lower is better' in (out / 'report.html').read_text()
 
     lines = (out / 'scores' / 'mild.csv').read_text().splitlines(keepends=True)  # killed while writing
     (out / 'scores' / 'mild.csv').write_text(''.join(lines[:4]) + lines[4][:10])
