@@ -89,6 +89,35 @@ def md_table(head: Sequence[str], rows: List[List[str]]) -> str:
     return '\n'.join(lines + ['| ' + ' | '.join(clean(v) for v in row) + ' |' for row in rows])
 
 
+def matrix_html(pairs: pd.DataFrame, models: Sequence[str]) -> str:
+    """Per metric, a models x models table: cell (row, column) holds the mean difference row -
+    column and who is better (row, column, or tie at p (Holm) < 0.05)."""
+    out = []
+    for metric, part in pairs.groupby('metric', sort=False):
+        cells = {}
+        for r in part.itertuples():
+            winner = {'a': r.model_a, 'b': r.model_b}.get(r.verdict)
+            cells[(r.model_a, r.model_b)] = (r.mean_diff, winner)
+            cells[(r.model_b, r.model_a)] = (0.0 - r.mean_diff, winner)  # 0 - x: no -0
+        rows = ['<tr><th class="t">' + esc(metric) + ': row - column</th>'
+                + ''.join(f'<th>{esc(m)}</th>' for m in models) + '</tr>']
+        for a in models:
+            line = [f'<th class="t">{esc(a)}</th>']
+            for b in models:
+                if a == b or (a, b) not in cells:
+                    line.append('<td>-</td>')
+                    continue
+                diff, winner = cells[(a, b)]
+                if winner is None:
+                    kind, word = 'tie', 'tie'
+                else:
+                    kind, word = ('a', 'row better') if winner == a else ('b', 'column better')
+                line.append(f'<td class="{kind}">{esc(fmt(diff))} ({word})</td>')
+            rows.append('<tr>' + ''.join(line) + '</tr>')
+        out.append('<table>' + '\n'.join(rows) + '</table>')
+    return '\n'.join(out)
+
+
 # ----- SVG plots -----
 def forest_svg(labels: Sequence[str], means, lows, highs, zero: bool = False, width: int = 560) -> str:
     """A forest plot: one row per label, a dot at the mean and a line over its interval (a
@@ -229,7 +258,8 @@ def _html_sections(result, means: pd.DataFrame, out: str, lower_better: Dict[str
         body.append(forest_svg(list(part['model']), part['mean'], part['ci_low'], part['ci_high']))
     p = result.pairwise
     classes = list(p['verdict'])
-    body += ['<h2 id="pairwise">Pairwise comparisons</h2>', html_table(PAIRWISE_HEAD, pairwise_rows(p), 3, classes)]
+    body += ['<h2 id="pairwise">Pairwise comparisons</h2>', matrix_html(p, result.models),
+             html_table(PAIRWISE_HEAD, pairwise_rows(p), 3, classes)]
     for metric, part in p.groupby('metric', sort=False):
         labels = [f'{a} - {b}' for a, b in zip(part['model_a'], part['model_b'])]
         body.append(f'<p><b>{esc(metric)}</b>: differences a - b with 95 % intervals</p>')
