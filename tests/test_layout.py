@@ -9,7 +9,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / 'pyiqa_agiqa'
 BOTTOM = {'errors', 'options', 'prompt_args', 'metric_configs', 'losses', 'version'}
 # part -> the parts it may import (besides itself), from the top of the stack down
 MAY_IMPORT = {
-    'cli': {'benchmark', 'demo', 'scoring', 'training', 'export', 'metrics', 'data', 'archs', 'weights'} | BOTTOM,
+    'cli': {'compare', 'benchmark', 'demo', 'scoring', 'training', 'export', 'metrics', 'data', 'archs',
+            'weights'} | BOTTOM,
+    'compare': {'scoring', 'metrics', 'data', 'archs', 'weights'} | BOTTOM,
     'benchmark': {'scoring', 'training', 'export', 'metrics', 'data', 'archs', 'weights'} | BOTTOM,
     'demo': {'training', 'data', 'archs', 'weights'} | BOTTOM,
     'scoring': {'metrics', 'data', 'archs', 'weights'} | BOTTOM,

@@ -29,7 +29,8 @@ EXIT_ERROR = 2  # an error of the plugin's kinds (options, prompts, weights, met
 EXIT_INTERNAL = 3  # an unexpected exception: a bug; its traceback is printed
 EXIT_INTERRUPTED = 130  # Ctrl-C (what was written so far is kept; scoring and training resume)
 COMMANDS = {  # command -> (module of this package, function): imported when the command runs
-    'score': ('score', 'cmd_score'), 'benchmark': ('benchmark', 'cmd_benchmark'), 'demo': ('train', 'cmd_demo'),
+    'score': ('score', 'cmd_score'), 'compare': ('compare', 'cmd_compare'), 'prompts': ('compare', 'cmd_prompts'),
+    'benchmark': ('benchmark', 'cmd_benchmark'), 'demo': ('train', 'cmd_demo'),
     'train': ('train', 'cmd_train'), 'train-nsplits': ('train', 'cmd_train'),
     'prepare': ('data', 'cmd_prepare'), 'download': ('data', 'cmd_download'),
     'export': ('weights', 'cmd_export'), 'push': ('weights', 'cmd_push'),

@@ -17,6 +17,8 @@ USAGE = """the pyiqa-agiqa command line: scoring, training, benchmarks, datasets
     pyiqa-agiqa train -opt options/ipce_agiqa3k.yml                 train one split (resumable)
     pyiqa-agiqa train-nsplits -opt options/ipce_agiqa3k.yml         every split, then mean / std
     pyiqa-agiqa benchmark -opt A.yml B.yml --splits 1 2 --out bench  every file x split, tables, plots, weights
+    pyiqa-agiqa compare ipce --models base=gen/base ft=gen/ft --out cmp  models paired by prompt, CIs, report
+    pyiqa-agiqa prompts agiqa3k -o prompts.csv                      a prompt set to generate images from
     pyiqa-agiqa demo --workdir /tmp/agiqa_demo                      train a tiny IPCE on generated data (CPU)
     pyiqa-agiqa prepare agiqa3k --data data.csv -o meta.csv         build a meta-info CSV
     pyiqa-agiqa prepare aigciqa2023 --release ./AIGCIQA2023 -o m.csv  (from the release folder)
@@ -63,8 +65,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog='pyiqa-agiqa', description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for add_command in (add_score, add_train, add_benchmark, add_demo, add_prepare, add_download, add_export,
-                        add_push, add_convert_reference, add_convert_pickle):
+    for add_command in (add_score, add_compare, add_prompts, add_train, add_benchmark, add_demo, add_prepare,
+                        add_download, add_export, add_push, add_convert_reference, add_convert_pickle):
         add_command(commands)
     return parser
 
@@ -109,7 +111,7 @@ def _add_score_sources(score) -> None:
                             "(by default PIL's limit, 89478485; 0: none)")
 
 
-def _add_score_model(score) -> None:
+def _add_score_model(score, seed_help: str = 'seed for random weights and random views') -> None:
     score.add_argument('--weights', action='append', metavar='[METRIC=]SPEC',
                        help='fine-tuned weights: an exported folder, a .safetensors / .pth file, hf://org/repo@rev/'
                             'path or a named entry; METRIC=SPEC for one metric of several')
@@ -117,7 +119,7 @@ def _add_score_model(score) -> None:
     score.add_argument('--allow-untrained', action='store_true',
                        help='score an output whose head / prompts need fine-tuned weights without them (meaningless '
                             'scores; refused by default)')
-    score.add_argument('--seed', type=int, default=0, help='seed for random weights and random views')
+    score.add_argument('--seed', type=int, default=0, help=seed_help)
     score.add_argument('--set', action='append', metavar='KEY=VALUE',
                        help='network option for every metric whose network takes it, e.g. '
                             '--set clip_pretrained=/path/to/open_clip_pytorch_model.bin')
@@ -126,6 +128,40 @@ def _add_score_model(score) -> None:
                        help='fp32 (default, the reference) or bf16 / fp16 CLIP towers (faster; see docs/speed.md)')
     score.add_argument('--compile', nargs='?', const='default', choices=['default', 'reduce-overhead', 'max-autotune'],
                        help='torch.compile the CLIP towers (optionally a mode; off by default: see docs/speed.md)')
+
+
+def add_compare(commands) -> None:
+    compare = _command(commands, 'compare', 'compare generators / checkpoints: their images scored, paired by '
+                                            'prompt, bootstrap intervals, paired tests, a report (resumable)')
+    compare.add_argument('metric', nargs='+', help="metric name(s): the plugin's (ipce cianet_consistency ...) or "
+                                                   "pyiqa's own no-reference ones (they ignore the prompt)")
+    compare.add_argument('--models', nargs='+', metavar='NAME=PATH',
+                         help="one folder of images per model (each image's prompt read from its file, as score "
+                              'does), or a CSV per model (image, prompt[, prompt_id, seed, category])')
+    compare.add_argument('--table', help='one CSV: model, image, prompt; optional prompt_id, seed, category (paths '
+                                         'relative to the CSV)')
+    compare.add_argument('--out', required=True, help='folder of the comparison (the same one continues it)')
+    compare.add_argument('--overwrite', action='store_true',
+                         help='write into a folder holding other files, and score every image again')
+    compare.add_argument('--bootstrap', type=positive_int, default=10000, help='bootstrap resamples of the prompts')
+    _add_score_model(compare, 'seed of the bootstrap (the same figures on every run) and of random weights')
+    compare.add_argument('--max-pixels', type=int, metavar='N', help='as score --max-pixels')
+    _add_score_run(compare)
+    compare.add_argument('--actors', type=positive_int, default=1, help='--engine ray: metric actors')
+    compare.add_argument('--gpus-per-actor', type=float, default=0.0, help='--engine ray: GPUs per actor')
+    compare.add_argument('--threads-per-actor', type=positive_int, help='--engine ray: torch threads per CPU actor')
+
+
+def add_prompts(commands) -> None:
+    prompts = _command(commands, 'prompts', 'write a prompt set to generate images from (prompt_id, prompt, '
+                                            'category)')
+    prompts.add_argument('name', choices=['agiqa3k', 'parti'],
+                         help="agiqa3k: AGIQA-3K's 300 prompts (bundled, MIT); parti: PartiPrompts, read from your "
+                              'copy of PartiPrompts.tsv (--from)')
+    prompts.add_argument('-o', '--output', required=True, help='CSV to write')
+    prompts.add_argument('--from', dest='source', help='parti: the PartiPrompts.tsv file (github.com/google-research/'
+                                                       'parti, Apache-2.0)')
+    prompts.add_argument('--overwrite', action='store_true', help='replace an existing output file')
 
 
 def _add_score_run(score) -> None:

@@ -192,3 +192,37 @@ def make_demo_dataset(root, n_prompts: int = 60, images_per_prompt: int = 6,
     params_path.write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     meta.to_csv(csv_path, index=False)  # written last: its presence marks a complete dataset
     return csv_path
+
+
+def make_comparison_set(root, levels=None, family: str = "blur", n_prompts: int = 20, seeds: int = 2,
+                        image_size: int = 64, seed: int = 0, sidecars: bool = True) -> pathlib.Path:
+    """Images of several "models" for ``pyiqa-agiqa compare``, with a known truth: for each prompt
+    and seed every model draws the same scene (the demo's shapes), then degrades it with
+    ``family`` at its own level (``levels``: {model: level 0..3}, by default clean 0, mild 1,
+    strong 3). Writes ``root/<model>/p<id>_s<seed>.png`` (and, with ``sidecars``, the prompt in
+    ``.txt`` beside each image) and ``root/generations.csv`` (model, image, prompt, prompt_id,
+    seed, category = the shape); returns the table's path. Prompts beyond the 150 combinations
+    repeat a scene with a numbered prompt."""
+    root = pathlib.Path(root)
+    levels = dict(levels or {"clean": 0, "mild": 1, "strong": 3})
+    combos = [(c, s, b) for c, s, b in itertools.product(COLOURS, SHAPES, COLOURS) if c != b]
+    rows = []
+    for pid in range(n_prompts):
+        colour, shape, background = combos[(pid * 37) % len(combos)]
+        prompt = f"a {colour} {shape} on a {background} background" + (f" (#{pid})" if pid >= len(combos) else "")
+        for s in range(seeds):
+            scene = _render(colour, shape, background, image_size, np.random.default_rng([seed, pid, s]))
+            for model, level in levels.items():
+                folder = root / model
+                folder.mkdir(parents=True, exist_ok=True)
+                rng = np.random.default_rng([seed, pid, s, 1])
+                image = _degrade(scene, family if level else "sharp", level, rng)
+                path = folder / f"p{pid:04d}_s{s}.png"
+                image.save(path)
+                if sidecars:
+                    path.with_suffix(".txt").write_text(prompt + "\n")
+                rows.append({"model": model, "image": f"{model}/{path.name}", "prompt": prompt,
+                             "prompt_id": f"p{pid:04d}", "seed": s, "category": shape})
+    table = root / "generations.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    return table

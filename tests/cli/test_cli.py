@@ -72,7 +72,8 @@ def test_console_script_is_installed():
 HEAVY = ('torch', 'torchvision', 'pyiqa', 'open_clip', 'timm', 'pandas', 'ray')
 
 
-@pytest.mark.parametrize('argv', [['--help'], ['score', '--help'], ['benchmark', '--help']])
+@pytest.mark.parametrize('argv', [['--help'], ['score', '--help'], ['benchmark', '--help'], ['compare', '--help'],
+                                  ['prompts', '--help']])
 def test_help_imports_no_torch_pyiqa_or_open_clip(argv):
     """--help parses with argparse only: the modules of the commands (torch, pyiqa, ...) are
     imported when a command runs, not before (checked on sys.modules, in a fresh interpreter)."""

@@ -1,0 +1,82 @@
+"""``pyiqa-agiqa compare`` and ``pyiqa-agiqa prompts``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from pyiqa_agiqa.errors import OptionError
+
+from .parser import parse_set
+from .score import _parse_weights
+
+
+def _generations(args):
+    from pyiqa_agiqa.compare.inputs import from_folders, from_table
+
+    if bool(args.models) == bool(args.table):
+        raise OptionError('give exactly one of --models NAME=FOLDER ... or --table generations.csv')
+    return from_folders(args.models) if args.models else from_table(args.table)
+
+
+def _print_result(result, out: str) -> None:
+    from pyiqa_agiqa.compare.report import fmt, p_text
+
+    for r in result.summary.itertuples():
+        print(f'{r.metric}\t{r.model}\t{fmt(r.mean)}\t[{fmt(r.ci_low)}, {fmt(r.ci_high)}]\t{r.n_prompts} prompts')
+    for r in result.pairwise.itertuples():
+        better = {'a': r.model_a, 'b': r.model_b}.get(r.verdict, 'tie')
+        print(f'{r.metric}\t{r.model_a} - {r.model_b}\t{fmt(r.mean_diff)}\t[{fmt(r.ci_low)}, {fmt(r.ci_high)}]\t'
+              f'win {r.win_rate:.3f}\tp_holm {p_text(r.p_holm)}\t{better}')
+    notes = [f'{len(result.left_out)} prompts lack some model (left_out.csv)'] if len(result.left_out) else []
+    notes += [f'{len(result.failed)} images not scored (failed.csv)'] if len(result.failed) else []
+    print(f'{len(result.models)} models compared on {result.n_common} common prompts; report: '
+          f'{os.path.join(out, "report.html")}' + (f' ({"; ".join(notes)})' if notes else ''), file=sys.stderr)
+
+
+def cmd_compare(args) -> int:
+    from pyiqa_agiqa.compare.run import build_metrics, lower_better_of, run_compare
+    from pyiqa_agiqa.data.image_io import set_max_pixels
+
+    if args.precision:
+        args.set = list(args.set or []) + [f'precision={args.precision}']
+    options = parse_set(args.set)
+    if args.random_weights:
+        options['pretrained'] = False
+    if args.max_pixels is not None:
+        set_max_pixels(args.max_pixels)
+    generations = _generations(args)
+    names = list(dict.fromkeys(args.metric))
+    weights = _parse_weights(args.weights, names)
+
+    def make_metrics():
+        return build_metrics(names, args.device, options, weights, args.seed, args.compile, args.allow_untrained)
+
+    if args.engine != 'ray':  # names, options and weights checked before anything is written
+        from pyiqa_agiqa.compare.run import check_metrics
+
+        check_metrics(names, options, weights, args.allow_untrained)
+    ray_options = dict(options=options, weights=weights, seed=args.seed, batch_size=args.batch_size,
+                       actors=args.actors, gpus_per_actor=args.gpus_per_actor, threads_per_actor=args.threads_per_actor,
+                       compile_mode=args.compile, allow_untrained=args.allow_untrained, max_pixels=args.max_pixels,
+                       console_level=logging.WARNING if args.quiet else logging.INFO)
+    result = run_compare(names, generations, args.out, make_metrics, lower_better=lower_better_of(names),
+                         resamples=args.bootstrap, seed=args.seed, overwrite=args.overwrite,
+                         batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
+                         engine=args.engine, ray_options=ray_options)
+    _print_result(result, args.out)
+    return 1 if len(result.failed) else 0
+
+
+def cmd_prompts(args) -> int:
+    from pyiqa_agiqa.compare.prompt_sets import prompt_set
+    from pyiqa_agiqa.compare.run import write_csv
+
+    table = prompt_set(args.name, args.source)
+    if os.path.exists(args.output) and not args.overwrite:
+        raise OptionError(f'{args.output} exists; pass --overwrite to replace it')
+    write_csv(table, args.output)
+    print(f'{len(table)} prompts ({table["category"].nunique()} categories) written to {args.output}',
+          file=sys.stderr)
+    return 0
