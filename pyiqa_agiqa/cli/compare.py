@@ -8,8 +8,7 @@ import sys
 
 from pyiqa_agiqa.errors import OptionError
 
-from .parser import parse_set
-from .score import _parse_weights
+from .score import _parse_weights, network_options
 
 
 def _generations(args):
@@ -37,15 +36,8 @@ def _print_result(result, out: str) -> None:
 
 def cmd_compare(args) -> int:
     from pyiqa_agiqa.compare.run import build_metrics, lower_better_of, run_compare
-    from pyiqa_agiqa.data.image_io import set_max_pixels
 
-    if args.precision:
-        args.set = list(args.set or []) + [f'precision={args.precision}']
-    options = parse_set(args.set)
-    if args.random_weights:
-        options['pretrained'] = False
-    if args.max_pixels is not None:
-        set_max_pixels(args.max_pixels)
+    options = network_options(args)
     generations = _generations(args)
     names = list(dict.fromkeys(args.metric))
     weights = _parse_weights(args.weights, names)

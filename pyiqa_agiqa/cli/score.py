@@ -46,13 +46,10 @@ def cmd_score_ray(args, options: dict) -> int:
     return 1 if summary.failed else 0
 
 
-def cmd_score(args) -> int:
+def network_options(args) -> dict:
+    """The network options of ``score``'s and ``compare``'s arguments (``--set``, ``--precision``,
+    ``--random-weights``); ``--max-pixels`` is applied to the image reader."""
     from pyiqa_agiqa.data.image_io import set_max_pixels
-    from pyiqa_agiqa.scoring.output import ResultWriter
-    from pyiqa_agiqa.metrics.factory import create_metrics
-    from pyiqa_agiqa.scoring.rows import rows_from_csv, rows_from_target
-    from pyiqa_agiqa.scoring.contract import output_columns
-    from pyiqa_agiqa.scoring.local import rows_to_score, score_rows
 
     if args.precision:
         args.set = list(args.set or []) + [f'precision={args.precision}']
@@ -61,6 +58,17 @@ def cmd_score(args) -> int:
         options['pretrained'] = False
     if args.max_pixels is not None:
         set_max_pixels(args.max_pixels)
+    return options
+
+
+def cmd_score(args) -> int:
+    from pyiqa_agiqa.scoring.output import ResultWriter
+    from pyiqa_agiqa.metrics.factory import create_metrics
+    from pyiqa_agiqa.scoring.rows import rows_from_csv, rows_from_target
+    from pyiqa_agiqa.scoring.contract import output_columns
+    from pyiqa_agiqa.scoring.local import rows_to_score, score_rows
+
+    options = network_options(args)
     if args.engine == 'ray':
         return cmd_score_ray(args, options)
     if args.input:
