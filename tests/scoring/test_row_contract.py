@@ -333,11 +333,11 @@ def test_a_full_disk_is_one_line_the_rows_written_are_kept_and_resume_finishes(t
 
 
 def test_an_unexpected_crash_is_not_exit_1(tmp_path, monkeypatch, capsys):
-    import pyiqa_agiqa.cli as cli
+    import pyiqa_agiqa.cli.score as score_command
 
     def broken(args):
         raise KeyError('a bug')
-    monkeypatch.setitem(cli.COMMANDS, 'score', broken)
+    monkeypatch.setattr(score_command, 'cmd_score', broken)  # what COMMANDS['score'] names
     code = main(['score', 'ipce', '-t', str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 3 and 'KeyError' in err and 'internal error' in err.strip().splitlines()[-1]
