@@ -26,6 +26,24 @@ th{background:#f3f3f3}td.t,th.t{text-align:left}.a{background:#d8f0d8}.b{backgro
 font-size:85%;width:170px}.cell img{display:block;max-width:160px;max-height:160px}h2{margin-top:32px}"""
 
 
+def _axis(lo: float, hi: float, pad_share: float, width: int):
+    """The horizontal axis of a plot ``width`` pixels wide for values in [lo, hi], padded by
+    ``pad_share`` of the range on each side (1 when the range is 0): (x, (left, right, lo, hi)),
+    ``x(value)`` the pixel column of a value, lo and hi as given (the ticks' range); labels take
+    the 170 pixels left of ``left``."""
+    pad = (hi - lo) * pad_share or 1.0
+    start, stop = lo - pad, hi + pad
+    left, right = 170, width - 20
+
+    def x(v):
+        return left + (v - start) / (stop - start) * (right - left)
+    return x, (left, right, lo, hi)
+
+
+def _svg_open(width: int, height: int) -> str:
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">'
+
+
 def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
@@ -126,14 +144,10 @@ def forest_svg(labels: Sequence[str], means, lows, highs, zero: bool = False, wi
     if not values:
         return ''
     lo, hi = min(values), max(values)
-    pad = (hi - lo) * 0.08 or 1.0
-    lo, hi = lo - pad, hi + pad
-    left, right, row = 170, width - 20, 22
+    x, (left, right, lo, hi) = _axis(lo, hi, 0.08, width)
+    row = 22
     height = row * len(labels) + 40
-
-    def x(v):
-        return left + (v - lo) / (hi - lo) * (right - left)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    parts = [_svg_open(width, height)]
     if zero:
         parts.append(f'<line x1="{x(0):.1f}" y1="5" x2="{x(0):.1f}" y2="{height - 30}" stroke="#999" '
                      'stroke-dasharray="4 3"/>')
@@ -148,7 +162,7 @@ def forest_svg(labels: Sequence[str], means, lows, highs, zero: bool = False, wi
             parts.append(f'<circle cx="{x(m):.1f}" cy="{y}" r="4" fill="{colour}"/>')
     axis = height - 22
     parts.append(f'<line x1="{left}" y1="{axis}" x2="{right}" y2="{axis}" stroke="#444"/>')
-    for t in np.linspace(lo + pad, hi - pad, 5):
+    for t in np.linspace(lo, hi, 5):
         parts.append(f'<line x1="{x(t):.1f}" y1="{axis}" x2="{x(t):.1f}" y2="{axis + 4}" stroke="#444"/>'
                      f'<text x="{x(t):.1f}" y="{axis + 16}" text-anchor="middle" font-size="11">{fmt(t, 3)}</text>')
     return '\n'.join(parts + ['</svg>'])
@@ -160,14 +174,10 @@ def box_svg(groups: Dict[str, np.ndarray], width: int = 560) -> str:
     if not values.size:
         return ''
     lo, hi = float(values.min()), float(values.max())
-    pad = (hi - lo) * 0.05 or 1.0
-    lo, hi = lo - pad, hi + pad
-    left, right, row = 170, width - 20, 26
+    x, (left, right, lo, hi) = _axis(lo, hi, 0.05, width)
+    row = 26
     height = row * len(groups) + 36
-
-    def x(v):
-        return left + (v - lo) / (hi - lo) * (right - left)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    parts = [_svg_open(width, height)]
     for i, (label, v) in enumerate(groups.items()):
         y, colour = 16 + i * row, PALETTE[i % len(PALETTE)]
         parts.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end" font-size="12">{esc(label)}</text>')
@@ -181,7 +191,7 @@ def box_svg(groups: Dict[str, np.ndarray], width: int = 560) -> str:
                      f'stroke-width="2"/><circle cx="{x(float(np.mean(v))):.1f}" cy="{y}" r="3" fill="#000"/>')
     axis = height - 20
     parts.append(f'<line x1="{left}" y1="{axis}" x2="{right}" y2="{axis}" stroke="#444"/>')
-    for t in np.linspace(lo + pad, hi - pad, 5):
+    for t in np.linspace(lo, hi, 5):
         parts.append(f'<text x="{x(t):.1f}" y="{axis + 14}" text-anchor="middle" font-size="11">{fmt(t, 3)}</text>')
     return '\n'.join(parts + ['</svg>'])
 
