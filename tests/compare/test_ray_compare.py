@@ -1,4 +1,4 @@
-"""``compare --engine ray``: the images scored on Ray Data (one part-file folder per model) give
+"""``compare --engine ray``: the images scored on Ray Data (one part-file folder, ``scores/ray``, for every model) give
 the same tables as the local engine, and a rerun resumes."""
 
 import sys
