@@ -113,7 +113,7 @@ def with_card_options(metric: str, options: Mapping) -> dict:
 
     import pyiqa_agiqa.archs  # noqa: F401  (registers the architectures)
 
-    from ..weights.card import CardMismatchError, is_exported_folder, network_from_card, read_card
+    from ..weights.card import check_architecture, is_exported_folder, network_from_card, read_card
     from ..weights.specs import resolve
 
     options = dict(options)
@@ -126,8 +126,6 @@ def with_card_options(metric: str, options: Mapping) -> dict:
         return options
     card = read_card(folder)
     architecture = ARCH_REGISTRY.get(metric_options(metric)['type'])
-    if card.get('architecture') != architecture.__name__:
-        raise CardMismatchError(f"{spec} holds {card.get('method')} weights ({card.get('architecture')}), not "
-                                f"{architecture.__name__} ones: use one of the metrics {card.get('metrics')}")
+    check_architecture(card, architecture.__name__, spec)
     network = network_from_card(card, architecture.network_options, options, spec)
     return dict(options, **network, **{k: folder for k in keys})

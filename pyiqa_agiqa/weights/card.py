@@ -107,12 +107,16 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def check_architecture(card: Mapping, architecture: str, where: str) -> None:
+    """Raise CardMismatchError unless the card's weights are of ``architecture`` (a class name)."""
+    if card.get('architecture') != architecture:
+        raise CardMismatchError(f"{where} holds {card.get('method')} weights ({card.get('architecture')}), not "
+                                f"{architecture}: use one of the metrics {card.get('metrics')}")
+
+
 def check_card(card: Mapping, net: torch.nn.Module, options: Mapping, where: str) -> None:
     """Raise CardMismatchError when the weights' card does not fit ``net`` built with ``options``."""
-    arch = type(net).__name__
-    if card['architecture'] != arch:
-        raise CardMismatchError(f"{where} holds {card['method']} weights ({card['architecture']}), not {arch}: "
-                                f"use one of the metrics {card['metrics']}")
+    check_architecture(card, type(net).__name__, where)
     differ = {k: v for k, v in card['network'].items() if k in options and not _same(options[k], v)}
     if differ:
         fix = ', '.join(f'{k}={v!r}' for k, v in differ.items())

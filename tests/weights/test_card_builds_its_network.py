@@ -108,7 +108,7 @@ def test_an_option_that_contradicts_the_card_is_one_line_naming_both_values(ipce
 
 def test_a_metric_of_another_architecture_is_refused_before_building(ipce_folder):
     _, folder = ipce_folder
-    with pytest.raises(CardMismatchError, match=r"holds IPCE weights \(IPCE\), not CIANet ones: use one of the "):
+    with pytest.raises(CardMismatchError, match=r"holds IPCE weights \(IPCE\), not CIANet: use one of the "):
         pyiqa.create_metric('cianet', weights=str(folder), device='cpu')
 
 
