@@ -28,6 +28,8 @@ def _print_result(result, out: str) -> None:
         better = {'a': r.model_a, 'b': r.model_b}.get(r.verdict, 'tie')
         print(f'{r.metric}\t{r.model_a} - {r.model_b}\t{fmt(r.mean_diff)}\t[{fmt(r.ci_low)}, {fmt(r.ci_high)}]\t'
               f'win {r.win_rate:.3f}\tp_holm {p_text(r.p_holm)}\t{better}')
+    for metric, part in result.ranking.groupby('metric', sort=False):
+        print(f'{metric}\tranking\t' + ', '.join(f'{r.model} ({r.letters})' for r in part.itertuples()))
     notes = [f'{len(result.left_out)} prompts lack some model (left_out.csv)'] if len(result.left_out) else []
     notes += [f'{len(result.failed)} images not scored (failed.csv)'] if len(result.failed) else []
     print(f'{len(result.models)} models compared on {result.n_common} common prompts; report: '
