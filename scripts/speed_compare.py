@@ -41,6 +41,8 @@ def parse():
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--bootstrap', type=int, default=10000)
     parser.add_argument('--workdir', default=None, help='where the images and outputs go (default: a temp folder)')
+    parser.add_argument('--compare-first', action='store_true',
+                        help='run compare before the scoring alone (to see the order\'s effect on a loaded machine)')
     return parser.parse_args()
 
 
@@ -59,22 +61,32 @@ def main():
     def make_metrics():
         return build_metrics([args.metric], args.device, options, seed=0, allow_untrained=True)
 
-    start = time.perf_counter()  # the scoring engine alone, as `score --csv list.csv -o scores.csv`
-    os.makedirs(os.path.join(work, 'out'))
-    metrics = make_metrics()
-    writer = ResultWriter(os.path.join(work, 'out', 'alone.csv'), output_columns([args.metric]))
-    rows = [Row(i, p, 'csv') for i, p in zip(generations['image'], generations['prompt'])]
-    score_rows(metrics, rows, writer, batch_size=args.batch_size, workers=args.workers, progress=False)
-    writer.close()
-    alone = time.perf_counter() - start
-    del metrics
+    def alone_run():  # the scoring engine alone, as `score --csv list.csv -o scores.csv`
+        start = time.perf_counter()
+        metrics = make_metrics()
+        writer = ResultWriter(os.path.join(work, 'out', 'alone.csv'), output_columns([args.metric]))
+        rows = [Row(i, p, 'csv') for i, p in zip(generations['image'], generations['prompt'])]
+        score_rows(metrics, rows, writer, batch_size=args.batch_size, workers=args.workers, progress=False)
+        writer.close()
+        return time.perf_counter() - start
 
-    start = time.perf_counter()
-    result = run_compare([args.metric], generations, os.path.join(work, 'out', 'cmp'), make_metrics,
-                         resamples=args.bootstrap, batch_size=args.batch_size, workers=args.workers, progress=False)
-    total = time.perf_counter() - start
+    def compare_run():
+        start = time.perf_counter()
+        result = run_compare([args.metric], generations, os.path.join(work, 'out', 'cmp'), make_metrics,
+                             resamples=args.bootstrap, batch_size=args.batch_size, workers=args.workers,
+                             progress=False)
+        return time.perf_counter() - start, result
+
+    os.makedirs(os.path.join(work, 'out'))
+    if args.compare_first:
+        total, result = compare_run()
+        alone = alone_run()
+    else:
+        alone = alone_run()
+        total, result = compare_run()
     figures = dict(images=len(generations), models=3, prompts=prompts, seeds=args.seeds, size=args.size,
-                   metric=args.metric, tiny=args.tiny, device=str(args.device or 'default'), bootstrap=args.bootstrap,
+                   metric=args.metric, tiny=args.tiny, compare_first=args.compare_first,
+                   device=str(args.device or 'default'), bootstrap=args.bootstrap,
                    scoring_alone_s=round(alone, 2), compare_s=round(total, 2),
                    compare_scoring_s=round(result.seconds['scoring'], 2),
                    compare_rest_s=round(result.seconds['rest'], 2),

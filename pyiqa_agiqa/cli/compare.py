@@ -28,6 +28,8 @@ def _print_result(result, out: str) -> None:
         better = {'a': r.model_a, 'b': r.model_b}.get(r.verdict, 'tie')
         print(f'{r.metric}\t{r.model_a} - {r.model_b}\t{fmt(r.mean_diff)}\t[{fmt(r.ci_low)}, {fmt(r.ci_high)}]\t'
               f'win {r.win_rate:.3f}\tp_holm {p_text(r.p_holm)}\t{better}')
+    for metric, part in result.ranking.groupby('metric', sort=False):
+        print(f'{metric}\tranking\t' + ', '.join(f'{r.model} ({r.letters})' for r in part.itertuples()))
     notes = [f'{len(result.left_out)} prompts lack some model (left_out.csv)'] if len(result.left_out) else []
     notes += [f'{len(result.failed)} images not scored (failed.csv)'] if len(result.failed) else []
     print(f'{len(result.models)} models compared on {result.n_common} common prompts; report: '
@@ -45,10 +47,16 @@ def cmd_compare(args) -> int:
     def make_metrics():
         return build_metrics(names, args.device, options, weights, args.seed, args.compile, args.allow_untrained)
 
-    if args.engine != 'ray':  # names, options and weights checked before anything is written
-        from pyiqa_agiqa.compare.run import check_metrics
+    from pyiqa_agiqa.compare.run import check_metrics
 
-        check_metrics(names, options, weights, args.allow_untrained)
+    check_metrics(names, options, weights, args.allow_untrained)  # before anything is written
+    if args.engine == 'ray':
+        from pyiqa_agiqa.metrics.factory import plugin_metric_names
+
+        theirs = [n for n in names if n not in plugin_metric_names()]
+        if theirs:
+            raise OptionError(f'--engine ray scores the plugin\'s metrics only; {theirs} are pyiqa\'s own: compare '
+                              'them with the local engine (leave out --engine ray)')
     ray_options = dict(options=options, weights=weights, seed=args.seed, batch_size=args.batch_size,
                        actors=args.actors, gpus_per_actor=args.gpus_per_actor, threads_per_actor=args.threads_per_actor,
                        compile_mode=args.compile, allow_untrained=args.allow_untrained, max_pixels=args.max_pixels,

@@ -9,6 +9,7 @@ import hashlib
 import html
 import math
 import os
+import re
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -23,21 +24,36 @@ table{border-collapse:collapse;margin:8px 0 16px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.t,th.t{text-align:left}.a{background:#d8f0d8}.b{background:#f6d6d6}.tie{background:#eee}
 .note{color:#555;font-size:90%}.gal{display:flex;flex-wrap:wrap;gap:10px}.cell{border:1px solid #ddd;padding:4px;
-font-size:85%;width:170px}.cell img{display:block;max-width:160px;max-height:160px}h2{margin-top:32px}"""
+font-size:85%;width:170px}.cell img{display:block;max-width:160px;max-height:160px}h2{margin-top:32px}
+.grp{border:1px solid #bbb;padding:4px;background:#fafafa}.grp>div{display:flex;gap:6px}"""
 
 
 def _axis(lo: float, hi: float, pad_share: float, width: int):
     """The horizontal axis of a plot ``width`` pixels wide for values in [lo, hi], padded by
-    ``pad_share`` of the range on each side (1 when the range is 0): (x, (left, right, lo, hi)),
-    ``x(value)`` the pixel column of a value, lo and hi as given (the ticks' range); labels take
-    the 170 pixels left of ``left``."""
+    ``pad_share`` of the range on each side (1 when the range is 0): (x, (left, right, start,
+    stop)), ``x(value)`` the pixel column of a value, [start, stop] the padded range drawn between
+    the pixel columns left and right (the ticks' range); labels take the 170 pixels left of ``left``."""
     pad = (hi - lo) * pad_share or 1.0
     start, stop = lo - pad, hi + pad
     left, right = 170, width - 20
 
     def x(v):
         return left + (v - start) / (stop - start) * (right - left)
-    return x, (left, right, lo, hi)
+    return x, (left, right, start, stop)
+
+
+def ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
+    """Round values in [lo, hi] (steps of 1, 2, 2.5 or 5 times a power of ten), as close to
+    ``count`` of them as such steps allow."""
+    if not hi > lo:
+        return np.array([lo])
+    power = 10.0 ** math.floor(math.log10((hi - lo) / count))
+    best = None
+    for step in (m * power for m in (1, 2, 2.5, 5, 10, 20)):
+        values = np.arange(math.ceil(lo / step - 1e-9) * step, hi + step * 1e-9, step)
+        if best is None or abs(len(values) - count) < abs(len(best) - count):
+            best = values
+    return np.round(best, 12)
 
 
 def _svg_open(width: int, height: int) -> str:
@@ -74,7 +90,7 @@ def pairwise_rows(pairs: pd.DataFrame) -> List[List[str]]:
 
 
 def ranking_rows(ranking: pd.DataFrame) -> List[List[str]]:
-    return [[r.metric, fmt(r.rank), r.model, fmt(r.mean), fmt(r.group), r.ties_with or '-']
+    return [[r.metric, fmt(r.rank), r.model, fmt(r.mean), r.letters, r.ties_with or '-']
             for r in ranking.itertuples()]
 
 
@@ -86,12 +102,18 @@ def spread_rows(spread: pd.DataFrame) -> List[List[str]]:
 SPREAD_HEAD = ['metric', 'model', 'prompts with seeds', 'sd within prompt', 'sd across prompts']
 SUMMARY_HEAD = ['metric', 'model', 'prompts', 'images', 'mean', '95% CI']
 PAIRWISE_HEAD = ['metric', 'a', 'b', 'prompts', 'mean a - b', '95% CI', 'win rate a', 'p', 'p (Holm)', 'better']
-RANKING_HEAD = ['metric', 'rank', 'model', 'mean', 'group', 'not different from']
+RANKING_HEAD = ['metric', 'rank', 'model', 'mean', 'letters', 'not different from']
+RANKING_NOTE = ('Letters: the compact letter display of the pairwise verdicts (p (Holm) < 0.05): two models that '
+                'share a letter are not significantly different; two models with no letter in common are. A model '
+                'may carry several letters.')
 
 
-def html_table(head: Sequence[str], rows: List[List[str]], text_columns: int = 1, classes=None) -> str:
+def html_table(head: Sequence[str], rows: List[List[str]], text_columns=1, classes=None) -> str:
+    """A table; ``text_columns``: how many leading columns hold text (left-aligned), or their indices."""
+    text = set(range(text_columns)) if isinstance(text_columns, int) else set(text_columns)
+
     def cell(tag, i, value, extra=''):
-        kind = ' class="t"' if i < text_columns else ''
+        kind = ' class="t"' if i in text else ''
         return f'<{tag}{kind}{extra}>{esc(value)}</{tag}>'
     lines = ['<table>', '<tr>' + ''.join(cell('th', i, h) for i, h in enumerate(head)) + '</tr>']
     for n, row in enumerate(rows):
@@ -100,11 +122,35 @@ def html_table(head: Sequence[str], rows: List[List[str]], text_columns: int = 1
     return '\n'.join(lines + ['</table>'])
 
 
+MD_ENTITIES = {'&': '&amp;', '<': '&lt;', '>': '&gt;'}
+MD_ESCAPED = set('\\`*_[]()!|~$^{}=#')
+MD_NUMBER = r'(-|-?[0-9.]+(e[+-]?[0-9]+)?)'
+MD_NUMBERS = re.compile(rf'{MD_NUMBER}|\[{MD_NUMBER}, {MD_NUMBER}\]')
+
+
+def md_text(value) -> str:
+    """A table cell as inert Markdown on one line: our numbers and intervals as they are; any other
+    text (it may come from files: prompts, categories) with ``& < >`` as HTML entities (no raw
+    HTML), the characters of links, images, emphasis, code spans, math and table cells
+    (``\\ ` * _ [ ] ( ) ! | ~ $ ^ { } = #``) backslash-escaped, and line ends, tabs and other
+    unprintable characters as spaces."""
+    text = str(value)
+    if MD_NUMBERS.fullmatch(text):
+        return text
+    out = []
+    for char in text:
+        if char in MD_ENTITIES:
+            out.append(MD_ENTITIES[char])
+        elif not char.isprintable():
+            out.append(' ')
+        else:
+            out.append('\\' + char if char in MD_ESCAPED else char)
+    return ''.join(out)
+
+
 def md_table(head: Sequence[str], rows: List[List[str]]) -> str:
-    def clean(value):
-        return html.escape(str(value), quote=False).replace('|', '\\|').replace('\n', ' ')
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    return '\n'.join(lines + ['| ' + ' | '.join(clean(v) for v in row) + ' |' for row in rows])
+    return '\n'.join(lines + ['| ' + ' | '.join(md_text(v) for v in row) + ' |' for row in rows])
 
 
 def matrix_html(pairs: pd.DataFrame, models: Sequence[str]) -> str:
@@ -136,6 +182,17 @@ def matrix_html(pairs: pd.DataFrame, models: Sequence[str]) -> str:
     return '\n'.join(out)
 
 
+def disagreement_rows(means: pd.DataFrame, metric: str, models: Sequence[str], top: int = 5):
+    """(head, rows): the prompts where the models' per-prompt means of ``metric`` spread most
+    (:func:`.stats.disagreement`), each with every model's per-prompt mean."""
+    part = means[means['metric'] == metric]
+    table = part.pivot(index='key', columns='model', values='mean')
+    prompts = part.groupby('key')['prompt'].first() if 'prompt' in part else pd.Series(dtype=str)
+    rows = [[prompts.get(key, key)] + [fmt(table.at[key, m]) for m in models]
+            for key in stats.disagreement(means, metric, models, top)]
+    return ['prompt'] + list(models), rows
+
+
 # ----- SVG plots -----
 def forest_svg(labels: Sequence[str], means, lows, highs, zero: bool = False, width: int = 560) -> str:
     """A forest plot: one row per label, a dot at the mean and a line over its interval (a
@@ -162,17 +219,18 @@ def forest_svg(labels: Sequence[str], means, lows, highs, zero: bool = False, wi
             parts.append(f'<circle cx="{x(m):.1f}" cy="{y}" r="4" fill="{colour}"/>')
     axis = height - 22
     parts.append(f'<line x1="{left}" y1="{axis}" x2="{right}" y2="{axis}" stroke="#444"/>')
-    for t in np.linspace(lo, hi, 5):
+    for t in ticks(lo, hi):
         parts.append(f'<line x1="{x(t):.1f}" y1="{axis}" x2="{x(t):.1f}" y2="{axis + 4}" stroke="#444"/>'
-                     f'<text x="{x(t):.1f}" y="{axis + 16}" text-anchor="middle" font-size="11">{fmt(t, 3)}</text>')
+                     f'<text x="{x(t):.1f}" y="{axis + 16}" text-anchor="middle" font-size="11">{t:.6g}</text>')
     return '\n'.join(parts + ['</svg>'])
 
 
 def box_svg(groups: Dict[str, np.ndarray], width: int = 560) -> str:
     """Box plots of the per-prompt means of each model (whiskers: min and max; dot: mean)."""
-    values = np.concatenate([v for v in groups.values() if len(v)]) if groups else np.array([])
-    if not values.size:
+    chunks = [v for v in groups.values() if len(v)]
+    if not chunks:
         return ''
+    values = np.concatenate(chunks)
     lo, hi = float(values.min()), float(values.max())
     x, (left, right, lo, hi) = _axis(lo, hi, 0.05, width)
     row = 26
@@ -191,8 +249,8 @@ def box_svg(groups: Dict[str, np.ndarray], width: int = 560) -> str:
                      f'stroke-width="2"/><circle cx="{x(float(np.mean(v))):.1f}" cy="{y}" r="3" fill="#000"/>')
     axis = height - 20
     parts.append(f'<line x1="{left}" y1="{axis}" x2="{right}" y2="{axis}" stroke="#444"/>')
-    for t in np.linspace(lo, hi, 5):
-        parts.append(f'<text x="{x(t):.1f}" y="{axis + 14}" text-anchor="middle" font-size="11">{fmt(t, 3)}</text>')
+    for t in ticks(lo, hi):
+        parts.append(f'<text x="{x(t):.1f}" y="{axis + 14}" text-anchor="middle" font-size="11">{t:.6g}</text>')
     return '\n'.join(parts + ['</svg>'])
 
 
@@ -228,11 +286,18 @@ def gallery(scored: pd.DataFrame, means: pd.DataFrame, models: Sequence[str], me
     model's best and worst image, by ``metric``."""
     part = scored[scored['metric'] == metric]
     blocks = [f'<h3>Where the models disagree most ({esc(metric)})</h3>']
+    prompt_means = means[means['metric'] == metric].set_index(['key', 'model'])['mean']
     for key in stats.disagreement(means, metric, models, top):
         rows = part[part['key'] == key].sort_values(['model', 'seed', 'image'])
-        prompt = rows['prompt'].iloc[0]
-        cells = [_cell(r.image, f'<b>{esc(r.model)}</b> {fmt(r.score)}', out) for r in rows.itertuples()]
-        blocks.append(f'<p class="t"><b>prompt</b>: {esc(prompt)}</p><div class="gal">{"".join(cells)}</div>')
+        groups = []
+        for model in models:
+            mine = rows[rows['model'] == model]
+            cells = [_cell(r.image, fmt(r.score) + (f' (seed {esc(r.seed)})' if r.seed else ''), out)
+                     for r in mine.itertuples()]
+            groups.append(f'<div class="grp"><b>{esc(model)}</b>: mean {fmt(prompt_means.get((key, model)))}'
+                          f'<div>{"".join(cells)}</div></div>')
+        blocks.append(f'<p class="t"><b>prompt</b>: {esc(rows["prompt"].iloc[0])}</p>'
+                      f'<div class="gal">{"".join(groups)}</div>')
     blocks.append(f'<h3>Each model\'s best and worst image ({esc(metric)})</h3><div class="gal">')
     for model in models:
         mine = part[part['model'] == model].sort_values(['score', 'image'], ascending=[lower_better, True])
@@ -244,8 +309,9 @@ def gallery(scored: pd.DataFrame, means: pd.DataFrame, models: Sequence[str], me
 
 
 # ----- the pages -----
-def _notes(result, resamples: int, seed: int) -> List[str]:
-    notes = [f'{len(result.models)} models, {len(result.metrics)} metric(s); the summary uses the '
+def _notes(result, resamples: int, seed: int, lower_better: Dict[str, bool]) -> List[str]:
+    directions = ', '.join(f'{m}: {"lower" if lower_better.get(m) else "higher"} is better' for m in result.metrics)
+    notes = [f'{len(result.models)} models, {len(result.metrics)} metric(s) ({directions}); the summary uses the '
              f'{result.n_common} prompts every model has; each pairwise row uses the prompts both models have.',
              f'Intervals: 95 % percentile bootstrap over prompts ({resamples} resamples, seed {seed}), the same '
              'resampled prompt sets for every model and pair. Seeds are not resampled: several images of a prompt '
@@ -274,12 +340,14 @@ def _html_sections(result, means: pd.DataFrame, out: str, lower_better: Dict[str
         labels = [f'{a} - {b}' for a, b in zip(part['model_a'], part['model_b'])]
         body.append(f'<p><b>{esc(metric)}</b>: differences a - b with 95 % intervals</p>')
         body.append(forest_svg(labels, part['mean_diff'], part['ci_low'], part['ci_high'], zero=True))
-    body += ['<h2 id="ranking">Ranking</h2><p class="note">Models in one group are not significantly different '
-             'from the group\'s first model.</p>', html_table(RANKING_HEAD, ranking_rows(result.ranking), 3)]
+    body += ['<h2 id="ranking">Ranking</h2>', f'<p class="note">{esc(RANKING_NOTE)}</p>',
+             html_table(RANKING_HEAD, ranking_rows(result.ranking), (0, 2, 4, 5))]
     if len(result.by_category):
         rows = [[r.category] + summary_rows(pd.DataFrame([r]))[0] for r in result.by_category.itertuples()]
         body += ['<h2 id="categories">By category</h2>', html_table(['category'] + SUMMARY_HEAD, rows, 3)]
-    body.append('<h2 id="distribution">Distribution of per-prompt scores</h2>')
+    body.append('<h2 id="distribution">Distribution of per-prompt scores</h2><p class="note">Each model\'s '
+                'per-prompt scores (the mean of a prompt\'s images): box from the 25th to the 75th percentile, line '
+                'at the median, whiskers to the minimum and maximum, dot at the mean.</p>')
     for metric in result.metrics:
         part = means[means['metric'] == metric]
         body.append(f'<p><b>{esc(metric)}</b></p>')
@@ -294,7 +362,7 @@ def _html_sections(result, means: pd.DataFrame, out: str, lower_better: Dict[str
 def write_reports(result, means: pd.DataFrame, out: str, lower_better: Dict[str, bool], resamples: int,
                   seed: int) -> None:
     """``out/report.html`` and ``out/report.md``."""
-    notes = _notes(result, resamples, seed)
+    notes = _notes(result, resamples, seed, lower_better)
     title = 'Comparison of ' + ', '.join(result.models)
     page = ['<!DOCTYPE html>', '<html lang="en"><head><meta charset="utf-8">', '<link rel="icon" href="data:,">',
             f'<title>{esc(title)}</title><style>{CSS}</style></head><body>', f'<h1>{esc(title)}</h1>']
@@ -302,13 +370,17 @@ def write_reports(result, means: pd.DataFrame, out: str, lower_better: Dict[str,
     page += _html_sections(result, means, out, lower_better) + ['</body></html>']
     with open(os.path.join(out, 'report.html'), 'w', encoding='utf-8') as handle:
         handle.write('\n'.join(page) + '\n')
-    md = [f'# {title}', ''] + [f'- {n}' for n in notes]
+    md = [f'# {title}', ''] + [f'- {n}' for n in notes]  # model and metric names: letters, digits, . _ + -
     md += ['', '## Summary', '', md_table(SUMMARY_HEAD, summary_rows(result.summary)),
            '', '## Pairwise comparisons', '', md_table(PAIRWISE_HEAD, pairwise_rows(result.pairwise)),
-           '', '## Ranking', '', md_table(RANKING_HEAD, ranking_rows(result.ranking))]
+           '', '## Ranking', '', RANKING_NOTE, '', md_table(RANKING_HEAD, ranking_rows(result.ranking))]
     if len(result.by_category):
         rows = [[r.category] + summary_rows(pd.DataFrame([r]))[0] for r in result.by_category.itertuples()]
         md += ['', '## By category', '', md_table(['category'] + SUMMARY_HEAD, rows)]
     md += ['', '## Seed-to-seed spread', '', md_table(SPREAD_HEAD, spread_rows(result.seed_spread))]
+    for metric in result.metrics:
+        head, rows = disagreement_rows(means, metric, result.models)
+        if rows:
+            md += ['', f'## Where the models disagree most ({metric})', '', md_table(head, rows)]
     with open(os.path.join(out, 'report.md'), 'w', encoding='utf-8') as handle:
         handle.write('\n'.join(md) + '\n')

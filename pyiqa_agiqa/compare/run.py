@@ -1,6 +1,6 @@
-"""``pyiqa-agiqa compare``: score every model's images with the scoring engine (one resumable
-``OUT/scores/<model>.csv`` per model), pair them by prompt, compute the statistics of
-:mod:`.stats` and write the tables and the report into OUT.
+"""``pyiqa-agiqa compare``: score every model's images with the scoring engine, local or Ray (either
+way one resumable ``OUT/scores/<model>.csv`` per model), pair them by prompt, compute the
+statistics of :mod:`.stats` and write the tables and the report into OUT.
 
 OUT holds only what this module writes: ``compare.json`` (what was compared), ``scores/``,
 ``summary.csv``, ``summary_by_category.csv``, ``pairwise.csv``, ``ranking.csv``,
@@ -150,16 +150,15 @@ class ModelWriters:
             writer.close()
 
 
-def score_models(metric_names: Sequence[str], generations: pd.DataFrame, out: str, make_metrics: Callable,
-                 overwrite: bool = False, batch_size: int = 8, workers: int = 2, progress: bool = True) -> None:
-    """Score every model's images into ``out/scores/<model>.csv`` with the local engine in one pass,
-    resuming what is there; the metrics are built (``make_metrics()``) only if some image needs
-    scoring."""
+def _open_writers(metric_names: Sequence[str], generations: pd.DataFrame, out: str, overwrite: bool):
+    """({model: ResultWriter of out/scores/<model>.csv}, {model: its rows still to score}): each
+    model's file resumed (unless ``overwrite``), its rows not done there listed (with a line per
+    model that has some)."""
     from ..scoring.contract import output_columns
-    from ..scoring.local import rows_to_score, score_rows
+    from ..scoring.local import rows_to_score
     from ..scoring.output import ResultWriter
 
-    writers, owners, rows = {}, {}, []
+    writers, todo = {}, {}
     try:
         for model in models_of(generations):
             path = os.path.join(out, 'scores', f'{model}.csv')
@@ -167,14 +166,32 @@ def score_models(metric_names: Sequence[str], generations: pd.DataFrame, out: st
                                           resume=not overwrite)
             for note in writers[model].notes:
                 print(f'note: {note}', file=sys.stderr)
-            mine = _rows(generations[generations['model'] == model])
-            todo, _, done = rows_to_score(mine, writers[model].done)
-            for row in mine:
-                owners.setdefault(row_key(row.image, row.prompt, row.prompt_source), []).append(model)
-            rows += todo
-            if todo:
-                print(f'{model}: {len(todo)} images to score' + (f' ({done} already in {path})' if done else ''),
+            todo[model], _, done = rows_to_score(_rows(generations[generations['model'] == model]),
+                                                 writers[model].done)
+            if todo[model]:
+                print(f'{model}: {len(todo[model])} images to score' + (f' ({done} already in {path})' if done else ''),
                       file=sys.stderr, flush=True)
+    except BaseException:
+        for writer in writers.values():
+            writer.close()
+        raise
+    return writers, todo
+
+
+def score_models(metric_names: Sequence[str], generations: pd.DataFrame, out: str, make_metrics: Callable,
+                 overwrite: bool = False, batch_size: int = 8, workers: int = 2, progress: bool = True) -> None:
+    """Score every model's images into ``out/scores/<model>.csv`` with the local engine in one pass,
+    resuming what is there; the metrics are built (``make_metrics()``) only if some image needs
+    scoring."""
+    from ..scoring.local import rows_to_score, score_rows
+
+    writers, todo = _open_writers(metric_names, generations, out, overwrite)
+    try:
+        owners, rows = {}, []
+        for model, mine in todo.items():
+            for row in _rows(generations[generations['model'] == model]):
+                owners.setdefault(row_key(row.image, row.prompt, row.prompt_source), []).append(model)
+            rows += mine
         combined = ModelWriters(writers, owners)
         if rows_to_score(rows, combined.done)[0]:
             score_rows(make_metrics(), rows, combined, batch_size=batch_size, progress=progress, workers=workers)
@@ -185,31 +202,59 @@ def score_models(metric_names: Sequence[str], generations: pd.DataFrame, out: st
             writer.close()
 
 
+RAY_FOLDER = os.path.join('scores', 'ray')
+
+
 def score_models_ray(metric_names: Sequence[str], generations: pd.DataFrame, out: str, ray_options: dict,
                      overwrite: bool = False) -> None:
-    """As :func:`score_models` on the Ray engine: one job over every model's images (each (image,
-    prompt) once), listed in ``out/scores/ray-input.csv``, into the part files of ``out/scores/ray/``
-    (resumed by the Ray engine on a rerun)."""
-    from ..scoring.ray_engine import score_with_ray
+    """As :func:`score_models` on the Ray engine, ending with the same ``out/scores/<model>.csv``
+    files: one Ray job over the rows that some model's file lacks (each (image, prompt) once),
+    listed in ``out/scores/ray/input.csv``, into the Ray engine's part files in ``out/scores/ray/``
+    (resumed by the Ray engine if the job is killed); when the job has finished, each model's rows
+    are appended to its file and the part folder is removed. A rerun with one more model scores
+    only that model's images."""
+    import shutil
 
-    listing = os.path.join(out, 'scores', 'ray-input.csv')
-    generations[['image', 'prompt']].drop_duplicates().to_csv(listing, index=False)
-    summary = score_with_ray(list(metric_names), listing, os.path.join(out, 'scores', 'ray'), fmt='csv',
-                             overwrite=overwrite, **ray_options)
-    print(f'ray: {summary.read} rows read, {summary.skipped} already scored, {summary.scored} scored, '
-          f'{summary.failed} failed', file=sys.stderr, flush=True)
+    from ..scoring.ray_engine import read_results, score_with_ray
+
+    folder = os.path.join(out, RAY_FOLDER)
+    if overwrite:
+        shutil.rmtree(folder, ignore_errors=True)
+    writers, todo = _open_writers(metric_names, generations, out, overwrite)
+    try:
+        listing = pd.DataFrame([dict(image=r.image, prompt=r.prompt or '') for rows in todo.values() for r in rows],
+                               columns=['image', 'prompt']).drop_duplicates()
+        if len(listing):
+            os.makedirs(folder, exist_ok=True)
+            listing.to_csv(os.path.join(folder, 'input.csv'), index=False)
+            summary = score_with_ray(list(metric_names), os.path.join(folder, 'input.csv'), folder, fmt='csv',
+                                     **ray_options)
+            print(f'ray: {summary.read} rows read, {summary.skipped} already scored, {summary.scored} scored, '
+                  f'{summary.failed} failed', file=sys.stderr, flush=True)
+            results = read_results(folder)
+            results.index = [row_key(i, p, s) for i, p, s in
+                             zip(results['image'], results['prompt'], results['prompt_source'])]
+            columns = list(results.columns)
+            for model, rows in todo.items():
+                keys = [row_key(r.image, r.prompt, r.prompt_source) for r in rows]
+                found = results.reindex([k for k in keys if k in results.index])
+                records = [{c: ('' if isinstance(v, float) and v != v else v) for c, v in zip(columns, values)}
+                           for values in found.itertuples(index=False)]
+                if records:
+                    writers[model].write(records)
+        for writer in writers.values():
+            writer.close()
+        shutil.rmtree(folder, ignore_errors=True)  # every row is in the models' files now
+    finally:
+        for writer in writers.values():
+            writer.close()
 
 
 def read_model_scores(out: str, model: str) -> pd.DataFrame:
-    """``out/scores/<model>.csv`` (local engine), else the part files of ``out/scores/ray/`` (Ray
-    engine: every model's rows; the caller picks the model's by row key)."""
+    """``out/scores/<model>.csv`` (either engine)."""
     from ..scoring.output import read_scores
-    from ..scoring.ray_engine import part_files, read_parts
 
-    path = os.path.join(out, 'scores', f'{model}.csv')
-    if os.path.isfile(path):
-        return read_scores(path)
-    return read_parts(part_files(os.path.join(out, 'scores', 'ray')))
+    return read_scores(os.path.join(out, 'scores', f'{model}.csv'))
 
 
 def scored_table(generations: pd.DataFrame, out: str, metric_names: Sequence[str]):

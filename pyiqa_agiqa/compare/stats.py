@@ -16,6 +16,8 @@ models (the prompt id, else the exact prompt text).
   ``lower_better``); ``p_value``: ``scipy.stats.wilcoxon(diff)`` two-sided (1 when every
   difference is 0); ``p_holm``: Holm over every row; ``verdict``: the better model by the sign
   of ``mean_diff`` where ``p_holm < alpha``, else ``tie``.
+- Ranking: models by mean, best first, with the compact letter display of the verdicts
+  (:func:`letter_display`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 from itertools import combinations
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,7 @@ ALPHA = 0.05
 SUMMARY_COLUMNS = ['metric', 'model', 'n_prompts', 'n_images', 'mean', 'ci_low', 'ci_high']
 PAIRWISE_COLUMNS = ['metric', 'model_a', 'model_b', 'n_prompts', 'mean_diff', 'ci_low', 'ci_high', 'win_rate',
                     'p_value', 'p_holm', 'verdict']
+RANKING_COLUMNS = ['metric', 'rank', 'model', 'mean', 'letters', 'ties_with']
 
 
 @lru_cache(maxsize=16)
@@ -164,26 +167,56 @@ def pairwise(means: pd.DataFrame, models: Sequence[str], resamples: int, seed: i
     return out[PAIRWISE_COLUMNS]
 
 
+LETTERS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'
+
+
+def letter_display(order: Sequence[str], tied: Set[frozenset]) -> Dict[str, str]:
+    """The compact letter display of the models ``order`` (best first), given the pairs that are
+    not significantly different (``tied``: ``frozenset({a, b})``): one letter per maximal set of
+    models every two of which are not significantly different (found by Piepho's insert-and-absorb:
+    start from one set of every model; for each significant pair split each set holding both
+    into the set without one and the set without the other; drop a set contained in another).
+    Letters go ``a``, ``b``, ... to the sets in the order of their members' ranks (compared as
+    sorted lists: the set holding the best model first). Two models share a letter if and only if
+    they are not significantly different; a model may carry several (``a``, ``ab``, ``b``)."""
+    columns = [frozenset(order)]
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            if frozenset((a, b)) in tied:
+                continue
+            split: List[frozenset] = []
+            for column in columns:
+                split += [column - {a}, column - {b}] if a in column and b in column else [column]
+            split = list(dict.fromkeys(split))
+            columns = [c for c in split if not any(c < d for d in split)]
+    rank = {model: i for i, model in enumerate(order)}
+    columns.sort(key=lambda column: sorted(rank[m] for m in column))
+    labels = [LETTERS[k] if len(columns) <= len(LETTERS) else f'{LETTERS[k % 26]}{k // 26} '
+              for k in range(len(columns))]
+    return {model: ''.join(label for label, column in zip(labels, columns) if model in column).strip()
+            for model in order}
+
+
 def ranking(summary_table: pd.DataFrame, pairs: pd.DataFrame, lower_better: Optional[Dict[str, bool]] = None
             ) -> pd.DataFrame:
-    """Per metric, the models best first (by ``mean`` over common prompts) with ``group``: a
-    model starts a new group when it is significantly worse (a verdict, not a tie) than the first
-    model of the current group; ``ties_with``: the models it is not significantly different from."""
+    """Per metric, the models best first (by ``mean`` over common prompts) with ``letters``, the
+    compact letter display of the pairwise verdicts (:func:`letter_display`: models sharing a
+    letter are not significantly different at the Holm level), and ``ties_with``: the models it
+    is not significantly different from."""
     rows = []
     for metric, part in summary_table.groupby('metric', sort=False):
         sign = -1 if (lower_better or {}).get(metric) else 1
         order = part.assign(_key=part['mean'] * sign).sort_values(['_key', 'model'], ascending=[False, True])
         verdicts = pairs[pairs['metric'] == metric]
-        tied = {(a, b) for a, b, v in zip(verdicts['model_a'], verdicts['model_b'], verdicts['verdict']) if v == 'tie'}
-        group, head = 0, None
+        tied = {frozenset((a, b)) for a, b, v in zip(verdicts['model_a'], verdicts['model_b'], verdicts['verdict'])
+                if v == 'tie'}
+        letters = letter_display(list(order['model']), tied)
         for rank, (_, row) in enumerate(order.iterrows(), start=1):
             model = row['model']
-            if head is None or (min(head, model), max(head, model)) not in tied:
-                group, head = group + 1, model
-            ties = sorted(m for m in part['model'] if m != model and (min(m, model), max(m, model)) in tied)
-            rows.append(dict(metric=metric, rank=rank, model=model, mean=row['mean'], group=group,
+            ties = sorted(m for m in part['model'] if m != model and frozenset((m, model)) in tied)
+            rows.append(dict(metric=metric, rank=rank, model=model, mean=row['mean'], letters=letters[model],
                              ties_with=' '.join(ties)))
-    return pd.DataFrame(rows, columns=['metric', 'rank', 'model', 'mean', 'group', 'ties_with'])
+    return pd.DataFrame(rows, columns=RANKING_COLUMNS)
 
 
 def seed_spread(means: pd.DataFrame) -> pd.DataFrame:

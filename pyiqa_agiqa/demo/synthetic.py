@@ -194,12 +194,28 @@ def make_demo_dataset(root, n_prompts: int = 60, images_per_prompt: int = 6,
     return csv_path
 
 
+def smooth_texture(size: int, rng: np.random.Generator, amplitude: float, exponent: float = 1.5) -> np.ndarray:
+    """A (size, size, 1) grey texture of standard deviation ``amplitude``: Gaussian noise whose
+    amplitude spectrum falls as 1 / f**``exponent`` (smooth, natural-looking variation)."""
+    freq = np.fft.fftfreq(size)
+    radius = np.hypot(freq[:, None], freq[None, :])
+    radius[0, 0] = 1.0
+    spectrum = (rng.normal(size=(size, size)) + 1j * rng.normal(size=(size, size))) / radius ** exponent
+    spectrum[0, 0] = 0.0
+    field = np.real(np.fft.ifft2(spectrum))
+    return (field / field.std() * amplitude)[..., None]
+
+
 def make_comparison_set(root, levels=None, family: str = "blur", n_prompts: int = 20, seeds: int = 2,
-                        image_size: int = 64, seed: int = 0, sidecars: bool = True) -> pathlib.Path:
+                        image_size: int = 64, seed: int = 0, sidecars: bool = True,
+                        texture: float = 0.0) -> pathlib.Path:
     """Images of several "models" for ``pyiqa-agiqa compare``, with a known truth: for each prompt
     and seed every model draws the same scene (the demo's shapes), then degrades it with
     ``family`` at its own level (``levels``: {model: level 0..3}, by default clean 0, mild 1,
-    strong 3). Writes ``root/<model>/p<id>_s<seed>.png`` (and, with ``sidecars``, the prompt in
+    strong 3). With ``texture`` > 0 every scene first gets a smooth random texture of that
+    standard deviation (:func:`smooth_texture`, the same for every model), so that the clean
+    images are not flat: a no-reference metric such as pyiqa's ``piqe`` calls flat images bad.
+    Writes ``root/<model>/p<id>_s<seed>.png`` (and, with ``sidecars``, the prompt in
     ``.txt`` beside each image) and ``root/generations.csv`` (model, image, prompt, prompt_id,
     seed, category = the shape); returns the table's path. Prompts beyond the 150 combinations
     repeat a scene with a numbered prompt."""
@@ -212,6 +228,9 @@ def make_comparison_set(root, levels=None, family: str = "blur", n_prompts: int 
         prompt = f"a {colour} {shape} on a {background} background" + (f" (#{pid})" if pid >= len(combos) else "")
         for s in range(seeds):
             scene = _render(colour, shape, background, image_size, np.random.default_rng([seed, pid, s]))
+            if texture:
+                scene = np.clip(scene + smooth_texture(image_size, np.random.default_rng([seed, pid, s, 2]), texture),
+                                0, 1)
             for model, level in levels.items():
                 folder = root / model
                 folder.mkdir(parents=True, exist_ok=True)

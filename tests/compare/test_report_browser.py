@@ -9,19 +9,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pyiqa_agiqa.compare.inputs import from_table
-from pyiqa_agiqa.compare.run import run_compare
+from pyiqa_agiqa.cli import main
 from pyiqa_agiqa.demo.synthetic import make_comparison_set
-
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import sharpness_metrics  # noqa: E402
 
 
 def chromium() -> str:
@@ -42,9 +37,9 @@ def browse(browser: str, page: Path, tmp: Path, *flags: str) -> subprocess.Compl
 @pytest.fixture(scope='module')
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp('compare-report')
-    table = make_comparison_set(root / 'gen', n_prompts=10, seeds=2, image_size=48)
-    run_compare(['sharpness'], from_table(str(table)), str(root / 'cmp'), sharpness_metrics, resamples=500,
-                workers=0, progress=False)
+    table = make_comparison_set(root / 'gen', family='noise', texture=0.05, n_prompts=10, seeds=2, image_size=64)
+    assert main(['compare', 'piqe', '--table', str(table), '--out', str(root / 'cmp'), '--bootstrap', '500',
+                 '--workers', '0', '-q']) == 0
     return root / 'cmp'
 
 
@@ -56,6 +51,10 @@ def test_the_report_loads_with_no_console_message_and_fetches_nothing(report, tm
     assert not console, console
     dom = result.stdout
     assert '<h2 id="summary">Summary</h2>' in dom and dom.count('<svg') >= 3
+    for section in ('pairwise', 'ranking', 'categories', 'distribution', 'seeds', 'gallery'):
+        assert f'<h2 id="{section}">' in dom, section
+    assert 'the summary uses the 10 prompts every model has' in dom and 'Seeds are not resampled' in dom
+    assert 'Where the models disagree most' in dom and 'best and worst image' in dom
     assert not re.search(r'(src|href)="(https?:|//)', dom), 'the page fetches from the network'
     sources = re.findall(r'<img src="([^"]+)"', dom)
     assert sources and all((report / s).is_file() and not s.startswith('/') for s in sources)

@@ -1,5 +1,8 @@
 """The statistics of compare (pyiqa_agiqa/compare/stats.py) on per-image scores made up here:
-ties, swap symmetry, order invariance, Holm by hand, and the coverage of the intervals."""
+ties, swap symmetry, order invariance, Holm by hand, the compact letter display against a brute
+force, and the coverage of the intervals."""
+
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -32,7 +35,7 @@ def test_identical_models_tie():
     row = pairs.iloc[0]
     assert row.mean_diff == 0 and row.ci_low == 0 and row.ci_high == 0
     assert row.win_rate == 0.5 and row.p_value == 1 and row.p_holm == 1 and row.verdict == 'tie'
-    assert list(ranking['group']) == [1, 1] and set(ranking['ties_with']) == {'a', 'b'}
+    assert list(ranking['letters']) == ['a', 'a'] and set(ranking['ties_with']) == {'a', 'b'}
     assert summary['mean'].iloc[0] == summary['mean'].iloc[1]
 
 
@@ -116,3 +119,57 @@ def test_intervals_cover_the_true_difference_about_95_percent_of_the_time():
         covered += low <= truth <= high
     sd = np.sqrt(0.95 * 0.05 / reps)
     assert abs(covered / reps - 0.95) <= 3 * sd, covered / reps
+
+
+def brute_force_letters(order, tied):
+    """The compact letter display by enumeration (independent of stats.letter_display): every
+    subset of models in which every two tie, the maximal ones, lettered in the order of their
+    members' ranks (compared as sorted lists)."""
+    cliques = [set(c) for k in range(1, len(order) + 1) for c in combinations(order, k)
+               if all(frozenset(pair) in tied for pair in combinations(c, 2))]
+    maximal = sorted((c for c in cliques if not any(c < d for d in cliques)),
+                     key=lambda c: sorted(order.index(m) for m in c))
+    return {m: ''.join(stats.LETTERS[i] for i, c in enumerate(maximal) if m in c) for m in order}
+
+
+def test_compact_letters_of_non_transitive_ties():
+    f = frozenset
+    cases = [  # (pairs not significantly different, letters of A B C (D)), models best first
+        ({f('AB'), f('BC')}, 'a ab b'),  # A ~ B, B ~ C, A > C
+        (set(), 'a b c'),
+        ({f('AB'), f('BC'), f('AC')}, 'a a a'),
+        ({f('AB'), f('BC'), f('CD')}, 'a ab bc c'),
+        ({f('AB'), f('AC'), f('BD')}, 'ab ac b c'),  # maximal sets {A, B}, {A, C}, {B, D}
+        ({f('AC'), f('BD')}, 'a b a b'),
+    ]
+    for tied, expected in cases:
+        order = list('ABCD'[:len(expected.split())])
+        letters = stats.letter_display(order, tied)
+        assert [letters[m] for m in order] == expected.split(), (tied, letters)
+        assert letters == brute_force_letters(order, tied)
+
+
+def test_compact_letters_agree_with_a_brute_force_on_random_verdicts():
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        order = [f'm{i}' for i in range(int(rng.integers(2, 8)))]
+        tied = {frozenset(pair) for pair in combinations(order, 2) if rng.random() < rng.uniform(0.2, 0.9)}
+        letters = stats.letter_display(order, tied)
+        assert letters == brute_force_letters(order, tied)
+        for a, b in combinations(order, 2):  # sharing a letter <=> not significantly different
+            assert bool(set(letters[a]) & set(letters[b])) == (frozenset((a, b)) in tied)
+        assert letters[order[0]].startswith('a')
+
+
+def test_the_ranking_carries_the_letters_of_the_holm_verdicts():
+    """Three models, A > C significant, A ~ B and B ~ C not (B is A's and C's midpoint plus a
+    large per-prompt noise): the ranking's letters are a, ab, b."""
+    rng = np.random.default_rng(12)
+    base = rng.normal(size=40)
+    a, c = base + 1.0 + rng.normal(scale=0.1, size=40), base
+    table = long_table({'A': a, 'B': (a + c) / 2 + rng.normal(scale=2.0, size=40), 'C': c})
+    summary, pairs, ranking = analyse(table, ['A', 'B', 'C'])
+    verdicts = dict(zip(zip(pairs['model_a'], pairs['model_b']), pairs['verdict']))
+    assert verdicts == {('A', 'B'): 'tie', ('A', 'C'): 'a', ('B', 'C'): 'tie'}, pairs
+    assert list(ranking['model']) == ['A', 'B', 'C'] and list(ranking['letters']) == ['a', 'ab', 'b']
+    assert list(ranking['ties_with']) == ['B', 'A C', 'B']
